@@ -1,0 +1,239 @@
+"""``install(app)``: gives a Faust app ``app.model(...)`` and the models' lifecycle.
+
+A registered model is a :class:`RemoteModel`: an object to inspect, call
+(``await fraud.predict(x)``) and hand to :func:`faust_inference.infer`. Its
+provider and runner are built at registration, so every configuration error
+surfaces when the app module is imported, not when the first event arrives.
+Network resources (the HTTP session, the dispatcher task) start lazily in the
+running loop and are closed when the worker shuts down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from faust_inference.config import ModelSettings
+from faust_inference.core.runner import InferenceRunner
+from faust_inference.exceptions import ConfigurationError, ModelNotFound
+from faust_inference.providers.base import create_provider
+from faust_inference.providers.transport import TransportPool
+
+__all__ = ["ModelRegistry", "RemoteModel", "install"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SETTINGS_FIELDS = frozenset(ModelSettings.model_fields) - {"options"}
+
+
+class RemoteModel:
+    """A model served elsewhere, registered with ``app.model(...)``.
+
+    Example:
+        >>> fraud = registry.register("fraud", provider="kserve",
+        ...                           endpoint="http://127.0.0.1:8080")  # doctest: +SKIP
+        >>> @fraud.preprocess
+        ... def features(tx):
+        ...     return tx.features
+        >>> await fraud.predict([0.1] * 10)  # doctest: +SKIP
+        [0.97, 0.03]
+
+    Attributes:
+        settings: the validated registration.
+        runner: the engine that batches, limits and retries this model's calls.
+    """
+
+    def __init__(self, settings: ModelSettings, runner: InferenceRunner) -> None:
+        self.settings = settings
+        self.runner = runner
+        self._preprocess: Callable[[Any], Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return self.settings.name
+
+    @property
+    def version(self) -> str | None:
+        """The registered version."""
+        return self.settings.version
+
+    def preprocess(self, fun: F) -> F:
+        """Register the function that turns an event into this model's input.
+
+        Used by :func:`~faust_inference.infer` for every event; an exception it
+        raises sends that event to the dead-letter topic, naming the cause.
+        """
+        self._preprocess = fun
+        return fun
+
+    @property
+    def preprocessor(self) -> Callable[[Any], Any] | None:
+        """The registered preprocessor, if any."""
+        return self._preprocess
+
+    def prepare(self, event: Any) -> Any:
+        """The model input for ``event`` (the event itself without a preprocessor)."""
+        return event if self._preprocess is None else self._preprocess(event)
+
+    async def predict(self, value: Any) -> Any:
+        """Infer one model input, with the model's limits, batching, retries and fallback.
+
+        ``value`` is a model input, not an event: use :meth:`prepare` first
+        to apply the preprocessor.
+        """
+        return await self.runner.predict(value)
+
+    async def predict_many(self, values: Iterable[Any]) -> list[Any]:
+        """Infer many model inputs; outputs in input order."""
+        return await self.runner.predict_many(values)
+
+    async def aclose(self) -> None:
+        """Stop this model's calls and release its provider (done at worker shutdown)."""
+        await self.runner.aclose()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"<RemoteModel {s.name!r} provider={s.provider!r} endpoint={s.endpoint!r} "
+            f"remote_name={s.target!r} version={s.version!r} task={s.task!r}>"
+        )
+
+
+class ModelRegistry:
+    """The models of one app (or of a notebook, without any app).
+
+    Example:
+        >>> registry = ModelRegistry()
+        >>> m = registry.register("echo", provider="http", endpoint="http://127.0.0.1:9")
+        >>> registry["echo"] is m
+        True
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[str, RemoteModel] = {}
+        self.transports = TransportPool()
+
+    @overload
+    def register(self, name: str, /, **settings: Any) -> RemoteModel: ...
+
+    @overload
+    def register(
+        self, name: None = None, /, **settings: Any
+    ) -> Callable[[Callable[[Any], Any]], RemoteModel]: ...
+
+    def register(
+        self, name: str | None = None, /, **settings: Any
+    ) -> RemoteModel | Callable[[Callable[[Any], Any]], RemoteModel]:
+        """Register a model; with no name, decorate its preprocessor instead.
+
+        Keyword arguments are :class:`~faust_inference.config.ModelSettings`
+        fields; any other keyword is a provider option (``input_name=`` ...),
+        checked by that provider.
+
+        Raises:
+            ConfigurationError: an invalid setting, an unknown provider or
+                option, a missing API key, or a name already registered.
+        """
+        if name is None:
+
+            def decorator(fun: Callable[[Any], Any]) -> RemoteModel:
+                model = self._register(fun.__name__, settings)
+                model.preprocess(fun)
+                return model
+
+            return decorator
+        return self._register(name, settings)
+
+    def _register(self, name: str, kwargs: dict[str, Any]) -> RemoteModel:
+        if name in self.models:
+            raise ConfigurationError(f"a model named {name!r} is already registered")
+        fields = {k: v for k, v in kwargs.items() if k in _SETTINGS_FIELDS}
+        options = {
+            **kwargs.get("options", {}),
+            **{k: v for k, v in kwargs.items() if k not in _SETTINGS_FIELDS and k != "options"},
+        }
+        settings = _validate(name, {**fields, "options": options})
+        provider = create_provider(settings, self.transports)
+        runner = InferenceRunner(provider, settings, fallback=self.runner)
+        model = self.models[name] = RemoteModel(settings, runner)
+        return model
+
+    def __getitem__(self, name: str) -> RemoteModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ModelNotFound(f"no model named {name!r}; registered: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+    def runner(self, name: str) -> InferenceRunner:
+        """The runner of the model ``name`` (fallbacks are looked up this way)."""
+        return self[name].runner
+
+    def check(self) -> None:
+        """Verify that every fallback names a registered model.
+
+        Raises:
+            ConfigurationError: a fallback is missing, or fallbacks form a loop.
+        """
+        for model in self.models.values():
+            seen = [model.name]
+            nxt = model.settings.fallback
+            while nxt is not None:
+                if nxt not in self.models:
+                    raise ConfigurationError(
+                        f"model {model.name!r} falls back to {nxt!r}, which is not registered"
+                    )
+                if nxt in seen:
+                    raise ConfigurationError(f"fallbacks form a loop: {' -> '.join([*seen, nxt])}")
+                seen.append(nxt)
+                nxt = self.models[nxt].settings.fallback
+
+    async def aclose(self) -> None:
+        """Close every model and the shared connections."""
+        for model in self.models.values():
+            await model.aclose()
+        await self.transports.aclose()
+
+
+def install(app: Any) -> ModelRegistry:
+    """Add ``app.model(...)`` and the model registry (``app.inference``) to a Faust app.
+
+    Calling it twice returns the same registry. Models are closed, and
+    their connections released, when the worker shuts down.
+
+    Example:
+        >>> import faust
+        >>> app = faust.App("fraud", broker="kafka://127.0.0.1:9092")  # doctest: +SKIP
+        >>> registry = install(app)                                     # doctest: +SKIP
+        >>> fraud = app.model("fraud", provider="kserve", endpoint="http://127.0.0.1:8080")
+    """
+    existing = getattr(app, "inference", None)
+    if isinstance(existing, ModelRegistry):
+        return existing
+    registry = ModelRegistry()
+    app.inference = registry
+    app.model = registry.register
+
+    async def close_models(sender: Any, **kwargs: Any) -> None:
+        await registry.aclose()
+
+    app.on_before_shutdown.connect(close_models)
+    # Keep a reference: the signal may hold its receivers weakly.
+    app._faust_inference_close = close_models
+    return registry
+
+
+def _validate(name: str, fields: dict[str, Any]) -> ModelSettings:
+    from pydantic import ValidationError
+
+    try:
+        return ModelSettings(name=name, **fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"model {name!r}: {problems}") from None

@@ -1,0 +1,148 @@
+"""Settings as validated, immutable value objects.
+
+Registration is where a typo must fail: every setting is checked here, with
+an error that names the field and the fix, before a worker consumes a single
+event. Objects are frozen so a model's behaviour cannot drift while events
+are in flight.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+__all__ = ["ModelSettings", "RetrySettings", "Task"]
+
+Task = Literal["classification", "regression", "embedding", "text_generation"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class RetrySettings(_Frozen):
+    """How a failed call is retried: exponential backoff with jitter.
+
+    A shorthand int anywhere a ``RetrySettings`` is expected means
+    ``RetrySettings(max_retries=n)``.
+
+    Example:
+        >>> RetrySettings(max_retries=5, initial_backoff=0.2).max_retries
+        5
+    """
+
+    max_retries: int = Field(3, ge=0, le=100)
+    """Retries after the first attempt; 0 disables retrying."""
+    initial_backoff: float = Field(0.1, ge=0)
+    """Wait before the first retry, in seconds."""
+    max_backoff: float = Field(10.0, ge=0)
+    """Upper bound of the computed wait, in seconds."""
+    multiplier: float = Field(2.0, ge=1)
+    """Growth of the wait per attempt."""
+    jitter: float = Field(0.5, ge=0, le=1)
+    """Fraction of the wait drawn at random, so that workers do not retry in lockstep."""
+    max_retry_after: float = Field(60.0, ge=0)
+    """The longest ``Retry-After`` honoured; a server asking for more gets this."""
+
+    @property
+    def attempts(self) -> int:
+        """Total calls allowed, the first one included."""
+        return self.max_retries + 1
+
+
+class ModelSettings(_Frozen):
+    """Everything needed to call one remote model.
+
+    Provider-specific options (``input_name`` for KServe, ``system_prompt``
+    for chat, ...) live in :attr:`options` and are validated by the provider.
+
+    Example:
+        >>> s = ModelSettings(name="fraud", provider="kserve",
+        ...                   endpoint="http://127.0.0.1:8080", retries=2)
+        >>> s.retries.attempts
+        3
+    """
+
+    name: str
+    provider: str
+    endpoint: str | None = None
+    remote_name: str | None = None
+    """Name of the model on the server; defaults to :attr:`name`."""
+    version: str | None = None
+    task: Task = "classification"
+    max_concurrency: int = Field(16, ge=1, le=10_000)
+    """Requests in flight at once, shared by every agent of the worker."""
+    batch_size: int = Field(1, ge=1, le=100_000)
+    """Events per request, for providers that take batches."""
+    batch_timeout: float = Field(0.005, ge=0, le=60)
+    """Longest wait, in seconds, for a batch to fill before it is sent."""
+    timeout: float = Field(10.0, gt=0, le=3600)
+    """Per-request timeout in seconds, each attempt separately."""
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    """Environment variable holding the API key, read at registration."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra, non-secret request headers."""
+    fallback: str | None = None
+    """Name of a registered model to ask when this one finally fails."""
+    default_output: Any = None
+    """Output used when this model (and its fallback) finally fails; only if set."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a usable model name: use letters, digits, '.', '_' or '-'"
+            )
+        return value
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return RetrySettings(max_retries=value)
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_fallback(self) -> ModelSettings:
+        if self.fallback == self.name:
+            raise ValueError("a model cannot be its own fallback")
+        return self
+
+    @property
+    def has_default_output(self) -> bool:
+        """Whether a default output was given (``None`` is a valid default)."""
+        return "default_output" in self.model_fields_set
+
+    @property
+    def target(self) -> str:
+        """The model's name on the server."""
+        return self.remote_name or self.name
+
+    def __repr_args__(self) -> Any:
+        # SecretStr already masks the key; drop it altogether so that a repr
+        # does not even say whether one is set.
+        return [(k, v) for k, v in super().__repr_args__() if k != "api_key"]

@@ -1,0 +1,1 @@
+"""The inference engine, independent of Faust and of any HTTP client."""

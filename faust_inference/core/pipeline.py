@@ -1,0 +1,239 @@
+"""Fan a stream of events out to a model, and bring the results back in order.
+
+This is the part of ``infer()`` that knows nothing about Faust: events come
+in as :class:`Envelope` objects, results go out as an async iterator, and two
+callbacks report back when an event is finished (``ack``) or failed for good
+(``dead_letter``).
+
+Two orders matter and they are kept apart:
+
+* the order results are *handed to the agent*: per lane (a Kafka partition)
+  in input order by default, or as they complete with ``ordered=False``;
+* the order events are *acknowledged*: always per lane in input order, and
+  only once the agent has moved past the result (or the dead letter was
+  produced). A committed offset therefore never passes an event whose result
+  is still pending, whatever order results were handed out in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from faust_inference.core.runner import InferenceRunner, Outcome
+from faust_inference.exceptions import InferenceError, InvalidInput
+from faust_inference.results import InferenceResult
+
+__all__ = ["Envelope", "StreamInference"]
+
+H = TypeVar("H")
+
+
+@dataclass(slots=True)
+class Envelope(Generic[H]):
+    """One event as the pipeline sees it.
+
+    Attributes:
+        value: the event value handed to the preprocessor.
+        lane: what results are ordered and acknowledged within (a topic-partition).
+        handle: whatever the caller needs to acknowledge the event later.
+        key: the event key, copied into the result.
+        partition: the source partition, copied into the result.
+        offset: the source offset, copied into the result.
+    """
+
+    value: Any
+    lane: Hashable
+    handle: H
+    key: Any = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class _Entry:
+    __slots__ = ("done", "envelope", "error", "future", "handled")
+
+    def __init__(self, envelope: Envelope[Any]) -> None:
+        self.envelope = envelope
+        self.future: asyncio.Future[Outcome] | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.handled = False
+
+
+class StreamInference(Generic[H]):
+    """Runs each event of ``source`` through ``runner``; iterate it for the results.
+
+    Example:
+        >>> async def agent(runner, events, ack):
+        ...     async for result in StreamInference(runner, events, ack=ack):
+        ...         print(result.event, result.output)
+
+    Args:
+        runner: the model's runner.
+        source: the events, as envelopes.
+        ack: called once per event, per lane in input order, after the agent
+            moved past its result or its dead letter was produced.
+        prepare: turns an event value into the model input; may raise to
+            reject the event.
+        dead_letter: called with events that finally failed; without it
+            failed events are handed to the agent as results with ``error`` set.
+        ordered: hand results out in input order per lane (the default), or
+            as soon as each is ready.
+        max_pending: events taken from the source but not yet acknowledged;
+            reading pauses at this bound, which is the backpressure on Kafka.
+    """
+
+    def __init__(
+        self,
+        runner: InferenceRunner,
+        source: AsyncIterable[Envelope[H]],
+        *,
+        ack: Callable[[Envelope[H]], Awaitable[object]],
+        prepare: Callable[[Any], Any] | None = None,
+        dead_letter: Callable[[Envelope[H], BaseException], Awaitable[object]] | None = None,
+        ordered: bool = True,
+        max_pending: int = 256,
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self._runner = runner
+        self._source = source
+        self._ack = ack
+        self._prepare = prepare
+        self._dead_letter = dead_letter
+        self._ordered = ordered
+        self._room = asyncio.Semaphore(max_pending)
+        self._waiting: dict[Hashable, deque[_Entry]] = {}
+        self._unacked: dict[Hashable, deque[_Entry]] = {}
+        self._ready: deque[_Entry] = deque()
+        self._wakeup = asyncio.Event()
+        self._open = 0
+        self._source_done = False
+        self._source_error: BaseException | None = None
+
+    def __aiter__(self) -> AsyncIterator[InferenceResult[Any]]:
+        return self._results()
+
+    async def _results(self) -> AsyncIterator[InferenceResult[Any]]:
+        reader = asyncio.get_running_loop().create_task(self._read())
+        ready, wakeup = self._ready, self._wakeup
+        try:
+            while True:
+                if not ready:
+                    if self._source_error is not None:
+                        raise self._source_error
+                    if self._source_done and not self._open:
+                        return
+                    wakeup.clear()
+                    await wakeup.wait()
+                    continue
+                entry = ready.popleft()
+                if entry.error is not None and self._dead_letter is not None:
+                    await self._dead_letter(entry.envelope, entry.error)
+                else:
+                    yield self._result(entry)
+                # The agent asked for the next result: it is done with this one.
+                await self._handled(entry)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        runner, prepare, room = self._runner, self._prepare, self._room
+        try:
+            async for envelope in self._source:
+                await room.acquire()
+                entry = _Entry(envelope)
+                self._open += 1
+                lane = envelope.lane
+                if self._ordered:
+                    self._waiting.setdefault(lane, deque()).append(entry)
+                else:
+                    self._unacked.setdefault(lane, deque()).append(entry)
+                try:
+                    value = envelope.value if prepare is None else prepare(envelope.value)
+                    future = runner.submit(value)
+                except InferenceError as exc:
+                    self._finish(entry, exc)
+                    continue
+                except Exception as exc:
+                    error = InvalidInput(
+                        "event", f"preprocessing raised {type(exc).__name__}: {exc}"
+                    )
+                    error.__cause__ = exc
+                    self._finish(entry, error)
+                    continue
+                entry.future = future
+                future.add_done_callback(functools.partial(self._on_outcome, entry))
+        except Exception as exc:
+            self._source_error = exc
+        finally:
+            self._source_done = True
+            self._wakeup.set()
+
+    def _on_outcome(self, entry: _Entry, future: asyncio.Future[Outcome]) -> None:
+        # A cancelled call means the worker is stopping: the event is neither
+        # a result nor a dead letter, and stays unacknowledged for redelivery.
+        if not future.cancelled():
+            self._finish(entry, future.exception())
+
+    def _finish(self, entry: _Entry, error: BaseException | None) -> None:
+        entry.done = True
+        entry.error = error
+        if self._ordered:
+            lane = self._waiting[entry.envelope.lane]
+            while lane and lane[0].done:
+                self._ready.append(lane.popleft())
+        else:
+            self._ready.append(entry)
+        self._wakeup.set()
+
+    async def _handled(self, entry: _Entry) -> None:
+        if self._ordered:
+            # Handed out in lane order, so it is the oldest unacknowledged one.
+            await self._release(entry)
+            return
+        entry.handled = True
+        lane = self._unacked[entry.envelope.lane]
+        while lane and lane[0].handled:
+            await self._release(lane.popleft())
+
+    async def _release(self, entry: _Entry) -> None:
+        await self._ack(entry.envelope)
+        self._open -= 1
+        self._room.release()
+
+    def _result(self, entry: _Entry) -> InferenceResult[Any]:
+        env = entry.envelope
+        if entry.error is not None:
+            return InferenceResult(
+                event=env.value,
+                output=None,
+                model=self._runner.name,
+                version=self._runner.settings.version,
+                attempts=getattr(entry.error, "attempts", 0),
+                key=env.key,
+                partition=env.partition,
+                offset=env.offset,
+                error=entry.error,
+            )
+        assert entry.future is not None
+        o = entry.future.result()
+        return InferenceResult(
+            event=env.value,
+            output=o.output,
+            model=o.model,
+            version=o.version,
+            latency_s=o.latency_s,
+            attempts=o.attempts,
+            fallback=o.fallback,
+            key=env.key,
+            partition=env.partition,
+            offset=env.offset,
+            usage=o.usage,
+        )

@@ -1,0 +1,364 @@
+"""The inference engine for one model: micro-batching, in-flight cap, retries, fallback.
+
+Everything that calls a model (stream agents, ``predict()`` from a web view or
+a notebook) goes through one :class:`InferenceRunner` per model and worker,
+so the in-flight cap is a property of the model server, not of each caller.
+
+The dispatcher takes a concurrency slot *before* it forms a batch: while every
+slot is busy, events pile up in the queue and the next free slot sends a full
+batch at once. Under light load a batch waits at most ``batch_timeout`` for
+company. This adapts the batch size to the load without any tuning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from faust_inference.config import ModelSettings
+from faust_inference.core.provider import Predictions, Provider
+from faust_inference.core.retry import RetryPolicy
+from faust_inference.exceptions import (
+    ClientError,
+    InferenceError,
+    InferenceTimeout,
+    InvalidInput,
+    ProviderError,
+    ResponseDecodeError,
+    RetriesExhausted,
+)
+from faust_inference.results import Usage
+
+__all__ = ["Clock", "InferenceRunner", "LoopClock", "Outcome"]
+
+
+class Clock(Protocol):
+    """Time as the runner sees it; replaced in tests so that backoff takes no time."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary point; only differences matter."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class LoopClock:
+    """The running event loop's clock."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        """The loop's time."""
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep``."""
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One input's successful answer, with how it was obtained."""
+
+    output: Any
+    model: str
+    version: str | None
+    latency_s: float
+    attempts: int
+    fallback: bool = False
+    usage: Usage | None = None
+
+
+class _Pending:
+    __slots__ = ("future", "input", "solo")
+
+    def __init__(self, value: Any, future: asyncio.Future[Outcome], solo: bool = False) -> None:
+        self.input = value
+        self.future = future
+        self.solo = solo
+
+
+# Errors that say the request itself is wrong. A batch that fails with one of
+# these is split so that one bad event does not fail its neighbours.
+_REQUEST_FAULTS = (ClientError, InvalidInput, ResponseDecodeError)
+
+
+class InferenceRunner:
+    """Calls one model for many concurrent callers.
+
+    Example:
+        >>> async def main(provider, settings):
+        ...     runner = InferenceRunner(provider, settings)
+        ...     try:
+        ...         return await runner.predict([0.1, 0.2])
+        ...     finally:
+        ...         await runner.aclose()
+
+    Args:
+        provider: how to call the model.
+        settings: the model's registration.
+        fallback: looks up another model's runner by name, for ``settings.fallback``.
+        clock: the time source; tests pass one that does not sleep.
+        rng: randomness for the backoff jitter.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        settings: ModelSettings,
+        *,
+        fallback: Callable[[str], InferenceRunner] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings
+        self.name = settings.name
+        self._lookup_fallback = fallback
+        self._clock: Clock = clock or LoopClock()
+        self._policy = RetryPolicy(settings.retries, rng=rng)
+        limit = provider.max_batch_size
+        self.batch_size = min(settings.batch_size, limit) if limit else settings.batch_size
+        self._queue: deque[_Pending] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.in_flight = 0
+        """Requests being sent or awaiting an answer right now."""
+
+    # -- public API ---------------------------------------------------------------
+
+    def submit(self, value: Any) -> asyncio.Future[Outcome]:
+        """Queue one model input; the future resolves to its :class:`Outcome`.
+
+        The future fails with :class:`RetriesExhausted` or a non-retryable
+        :class:`ProviderError` when no fallback applies.
+        """
+        if self._closed:
+            raise RuntimeError(f"model {self.name!r} is closed")
+        loop = asyncio.get_running_loop()
+        if self._dispatcher is None:
+            self._start(loop)
+        future: asyncio.Future[Outcome] = loop.create_future()
+        queue = self._queue
+        queue.append(_Pending(value, future))
+        if len(queue) == 1 or len(queue) >= self.batch_size:
+            assert self._wakeup is not None
+            self._wakeup.set()
+        return future
+
+    async def predict(self, value: Any) -> Any:
+        """Infer one input and return its output.
+
+        Raises:
+            InferenceError: the call finally failed and no fallback applied.
+        """
+        return (await self.submit(value)).output
+
+    async def predict_many(self, values: Iterable[Any]) -> list[Any]:
+        """Infer many inputs, batched and limited like stream events; outputs in input order."""
+        futures = [self.submit(v) for v in values]
+        outcomes = await asyncio.gather(*futures)
+        return [o.output for o in outcomes]
+
+    async def aclose(self) -> None:
+        """Stop dispatching, cancel calls in flight and close the provider.
+
+        Inputs still queued fail with ``CancelledError``: their events were not
+        acknowledged, so Kafka delivers them again after a restart.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for t in (self._dispatcher, *self._calls) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while self._queue:
+            self._queue.popleft().future.cancel()
+        await self.provider.aclose()
+
+    # -- dispatching --------------------------------------------------------------
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.settings.max_concurrency)
+        self._dispatcher = loop.create_task(self._dispatch(), name=f"inference:{self.name}")
+
+    async def _dispatch(self) -> None:
+        assert self._wakeup is not None and self._slots is not None
+        queue, wakeup, slots = self._queue, self._wakeup, self._slots
+        size, wait = self.batch_size, self.settings.batch_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await slots.acquire()
+            try:
+                while not queue:
+                    wakeup.clear()
+                    await wakeup.wait()
+                if len(queue) < size and wait > 0 and not queue[0].solo:
+                    deadline = loop.time() + wait
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(deadline):
+                            while len(queue) < size:
+                                wakeup.clear()
+                                await wakeup.wait()
+            except BaseException:
+                slots.release()
+                raise
+            batch = self._take_batch(size)
+            task = loop.create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    def _take_batch(self, size: int) -> list[_Pending]:
+        queue = self._queue
+        if queue[0].solo:
+            return [queue.popleft()]
+        batch: list[_Pending] = []
+        while queue and len(batch) < size and not queue[0].solo:
+            pending = queue.popleft()
+            if not pending.future.done():  # the caller may have given up
+                batch.append(pending)
+        return batch
+
+    async def _call(self, batch: list[_Pending]) -> None:
+        assert self._slots is not None
+        try:
+            if not batch:
+                return
+            self.in_flight += 1
+            try:
+                predictions, attempts, latency = await self._send([p.input for p in batch])
+            finally:
+                self.in_flight -= 1
+        except InferenceError as exc:
+            self._slots.release()
+            if len(batch) > 1 and isinstance(exc, _REQUEST_FAULTS):
+                # One event may be at fault: retry each alone, ahead of the queue.
+                for pending in reversed(batch):
+                    self._queue.appendleft(_Pending(pending.input, pending.future, solo=True))
+                assert self._wakeup is not None
+                self._wakeup.set()
+                return
+            await self._settle_failure(batch, exc)
+            return
+        except BaseException:
+            self._slots.release()
+            raise
+        self._slots.release()
+        version = self.settings.version or predictions.model_version
+        usage = _share(predictions.usage, len(batch))
+        for pending, output in zip(batch, predictions.outputs, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(
+                    Outcome(output, self.name, version, latency, attempts, usage=usage)
+                )
+
+    async def _send(self, inputs: Sequence[Any]) -> tuple[Predictions, int, float]:
+        """One request with retries; returns the predictions, attempts and latency."""
+        clock, timeout = self._clock, self.settings.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            started = clock.monotonic()
+            try:
+                try:
+                    async with asyncio.timeout(timeout):
+                        predictions = await self.provider.infer(inputs)
+                except TimeoutError:
+                    raise InferenceTimeout(
+                        f"model {self.name!r} did not answer within {timeout:g}s"
+                    ) from None
+                if len(predictions.outputs) != len(inputs):
+                    raise ResponseDecodeError(
+                        f"model {self.name!r} returned {len(predictions.outputs)} outputs "
+                        f"for {len(inputs)} inputs"
+                    )
+                return predictions, attempt, clock.monotonic() - started
+            except InferenceError as exc:
+                error = exc
+            except Exception as exc:  # a provider bug must not kill the dispatcher
+                error = ProviderError(
+                    f"provider of {self.name!r} failed: {type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+            error.attempts = attempt
+            if not isinstance(error, ProviderError) or not self._policy.should_retry(
+                error, attempt
+            ):
+                if isinstance(error, ProviderError) and error.retryable and attempt > 1:
+                    raise RetriesExhausted(error, attempt) from error
+                raise error
+            await clock.sleep(self._policy.delay(error, attempt))
+
+    async def _settle_failure(self, batch: list[_Pending], exc: InferenceError) -> None:
+        """Resolve a failed batch through the fallback chain, or fail its futures."""
+        pending = [p for p in batch if not p.future.done()]
+        if not pending:
+            return
+        if not isinstance(exc, InvalidInput):
+            if self.settings.fallback and self._lookup_fallback is not None:
+                other = self._lookup_fallback(self.settings.fallback)
+                results = await asyncio.gather(
+                    *(other.submit(p.input) for p in pending), return_exceptions=True
+                )
+                for p, res in zip(pending, results, strict=True):
+                    if isinstance(res, Outcome):
+                        res = Outcome(
+                            res.output,
+                            res.model,
+                            res.version,
+                            res.latency_s,
+                            res.attempts + exc.attempts,
+                            fallback=True,
+                            usage=res.usage,
+                        )
+                        _resolve(p.future, res)
+                    elif self.settings.has_default_output:
+                        _resolve(p.future, self._default(exc))
+                    else:
+                        _fail(p.future, exc)
+                return
+            if self.settings.has_default_output:
+                for p in pending:
+                    _resolve(p.future, self._default(exc))
+                return
+        for p in pending:
+            _fail(p.future, exc)
+
+    def _default(self, exc: InferenceError) -> Outcome:
+        return Outcome(
+            self.settings.default_output,
+            self.name,
+            self.settings.version,
+            0.0,
+            exc.attempts,
+            fallback=True,
+        )
+
+
+def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def _fail(future: asyncio.Future[Outcome], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _share(usage: Usage | None, n: int) -> Usage | None:
+    """Each input's share of a batch's token usage (rounded down)."""
+    if usage is None or n == 1:
+        return usage
+    return Usage(usage.input_tokens // n, usage.output_tokens // n)

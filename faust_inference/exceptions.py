@@ -1,0 +1,168 @@
+"""One exception tree for everything faust-inference raises.
+
+Callers decide two things from an error: whether to retry and whether the
+event is at fault. The tree is shaped so that both are a single ``isinstance``
+or attribute check, and every HTTP client error is translated into it once,
+at the transport boundary (:mod:`faust_inference.providers.transport`)::
+
+    InferenceError
+    ├── ConfigurationError            bad registration; raised at start-up
+    ├── ModelNotFound                 no model registered under that name
+    ├── InvalidInput                  this event cannot be sent (names the field)
+    ├── ProviderError(.retryable)     the call to the model server failed
+    │   ├── TransportError            no answer: connect error, reset  (retryable)
+    │   │   └── InferenceTimeout      no answer in time                (retryable)
+    │   ├── RemoteError(.status)      the server answered with an error status
+    │   │   ├── RateLimited           429, with .retry_after           (retryable)
+    │   │   ├── ServerError           5xx                              (retryable)
+    │   │   └── ClientError           other 4xx: the request is wrong
+    │   └── ResponseDecodeError       2xx, but the body is not what the protocol says
+    └── RetriesExhausted              the last retryable error, after every attempt
+
+Messages never contain credentials: transports strip query strings and never
+echo request headers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientError",
+    "ConfigurationError",
+    "InferenceError",
+    "InferenceTimeout",
+    "InvalidInput",
+    "ModelNotFound",
+    "ProviderError",
+    "RateLimited",
+    "RemoteError",
+    "ResponseDecodeError",
+    "RetriesExhausted",
+    "ServerError",
+    "TransportError",
+]
+
+
+class InferenceError(Exception):
+    """Base of every error raised by faust-inference.
+
+    Attributes:
+        attempts: how many calls were made before this error was final; 0 when
+            no call was made (bad input, bad configuration).
+    """
+
+    attempts: int = 0
+
+
+class ConfigurationError(InferenceError, ValueError):
+    """A model or provider was registered with settings that cannot work.
+
+    Raised at registration, not at the first event, so a worker with a typo
+    never starts consuming.
+    """
+
+
+class ModelNotFound(InferenceError, LookupError):
+    """No model is registered under the requested name."""
+
+
+class InvalidInput(InferenceError, ValueError):
+    """An event cannot be turned into a request; retrying cannot help.
+
+    Example:
+        >>> raise InvalidInput("features", "expected a list of numbers, got 'abc'")
+        Traceback (most recent call last):
+        ...
+        faust_inference.exceptions.InvalidInput: features: expected a list of numbers, got 'abc'
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class ProviderError(InferenceError):
+    """A call to a model server failed.
+
+    Attributes:
+        retryable: whether the same request may succeed if sent again.
+    """
+
+    retryable: bool = False
+
+
+class TransportError(ProviderError):
+    """The request got no answer: refused, reset or dropped connection."""
+
+    retryable = True
+
+
+class InferenceTimeout(TransportError):
+    """The server did not answer within the model's ``timeout``."""
+
+
+class RemoteError(ProviderError):
+    """The server answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+    """
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(RemoteError):
+    """The server asked us to slow down (HTTP 429).
+
+    Attributes:
+        retry_after: seconds the server asked us to wait, when it said.
+    """
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, status: int = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ServerError(RemoteError):
+    """The server failed (HTTP 5xx); the same request may succeed later."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, status: int = 500, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ClientError(RemoteError):
+    """The server rejected the request (HTTP 4xx other than 429).
+
+    The request itself is wrong (bad shape, unknown model, auth), so sending it
+    again would give the same answer.
+    """
+
+
+class ResponseDecodeError(ProviderError):
+    """A success status with a body that does not follow the protocol."""
+
+
+class RetriesExhausted(InferenceError):
+    """Every attempt failed with a retryable error.
+
+    The last error is the ``__cause__`` and :attr:`last_error`.
+    """
+
+    def __init__(self, last_error: ProviderError, attempts: int) -> None:
+        super().__init__(
+            f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}: "
+            f"{type(last_error).__name__}: {last_error}"
+        )
+        self.last_error = last_error
+        self.attempts = attempts

@@ -1,0 +1,107 @@
+"""Any JSON-over-HTTP model endpoint, described by two functions.
+
+By default a batch is sent as ``{"inputs": [...]}`` and the answer is read
+from ``{"outputs": [...]}``; ``request_builder`` and ``response_parser``
+adapt it to any other shape::
+
+    sentiment = app.model(
+        "sentiment", provider="http", endpoint="http://127.0.0.1:9000",
+        path="/score", batch_size=8,
+        request_builder=lambda texts: {"texts": texts},
+        response_parser=lambda body, n: [item["label"] for item in body["results"]],
+    )
+
+Options:
+    path: appended to the endpoint (default none).
+    request_builder: ``inputs -> JSON body``.
+    response_parser: ``(decoded body, number of inputs) -> one output per input``;
+        an exception it raises is reported as a malformed answer.
+    auth_header: header that carries the API key (default ``Authorization``).
+    auth_scheme: prefix of the key in that header (default ``Bearer``; empty for none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from faust_inference.config import ModelSettings
+from faust_inference.core.provider import Predictions
+from faust_inference.exceptions import ConfigurationError, InferenceError, ResponseDecodeError
+from faust_inference.providers.base import ProviderOptions, parse_options, resolve_api_key
+from faust_inference.providers.transport import HttpTransport, TransportPool
+
+__all__ = ["HttpOptions", "HttpProvider", "create"]
+
+
+def _default_request(inputs: list[Any]) -> Any:
+    return {"inputs": inputs}
+
+
+def _default_response(body: Any, n: int) -> Sequence[Any]:
+    outputs: Sequence[Any] = body["outputs"]
+    return outputs
+
+
+class HttpOptions(ProviderOptions):
+    """Options of the ``http`` provider."""
+
+    path: str = ""
+    request_builder: Callable[[list[Any]], Any] = _default_request
+    response_parser: Callable[[Any, int], Sequence[Any]] = _default_response
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+
+
+class HttpProvider:
+    """POSTs the built body to one URL and parses the answer."""
+
+    max_batch_size: int | None = None
+
+    def __init__(
+        self,
+        url: str,
+        options: HttpOptions,
+        transport: HttpTransport,
+        headers: dict[str, str],
+        secrets: tuple[str, ...],
+    ) -> None:
+        self.url = url
+        self.options = options
+        self._transport = transport
+        self._headers = headers
+        self._secrets = secrets
+
+    async def infer(self, inputs: Sequence[Any]) -> Predictions:
+        """One request for the whole batch."""
+        body = self.options.request_builder(list(inputs))
+        answer = await self._transport.post_json(
+            self.url, body, headers=self._headers, secrets=self._secrets
+        )
+        try:
+            outputs = self.options.response_parser(answer, len(inputs))
+        except InferenceError:
+            raise
+        except Exception as exc:
+            raise ResponseDecodeError(
+                f"{self.url}: response_parser failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return Predictions(list(outputs))
+
+    async def aclose(self) -> None:
+        """The transport is shared and closed by its pool."""
+
+
+def create(settings: ModelSettings, transports: TransportPool) -> HttpProvider:
+    """Build a plain-HTTP provider from a model's settings."""
+    options = parse_options(settings, HttpOptions)
+    if settings.endpoint is None:
+        raise ConfigurationError(f"model {settings.name!r}: the http provider needs endpoint=")
+    path = options.path if not options.path or options.path.startswith("/") else f"/{options.path}"
+    url = f"{settings.endpoint}{path}"
+    headers = dict(settings.headers)
+    key = resolve_api_key(settings, default_env=None, required=False)
+    if key:
+        scheme = f"{options.auth_scheme} " if options.auth_scheme else ""
+        headers[options.auth_header] = f"{scheme}{key}"
+    return HttpProvider(url, options, transports.get(url), headers, (key,) if key else ())

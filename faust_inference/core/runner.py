@@ -254,6 +254,8 @@ class InferenceRunner:
             return
         except BaseException:
             self._slots.release()
+            for pending in batch:  # stopping: the callers must not wait forever
+                pending.future.cancel()
             raise
         self._slots.release()
         version = self.settings.version or predictions.model_version

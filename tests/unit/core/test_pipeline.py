@@ -1,0 +1,196 @@
+import asyncio
+
+import pytest
+
+from faust_inference import (
+    Envelope,
+    InvalidInput,
+    ModelSettings,
+    ServerError,
+    StreamInference,
+)
+from faust_inference.core.runner import InferenceRunner
+from tests.unit.fakes import FakeClock, FakeProvider
+
+
+class SlowFirst(FakeProvider):
+    """Input value v takes (10 - v % 10) ms: later events finish first."""
+
+    async def infer(self, inputs):
+        await asyncio.sleep(max(0.001, (10 - inputs[0] % 10) / 1000))
+        return await super().infer(inputs)
+
+
+def runner_for(provider, **settings):
+    settings.setdefault("batch_timeout", 0.0)
+    settings.setdefault("max_concurrency", 64)
+    return InferenceRunner(
+        provider, ModelSettings(name="m", provider="fake", **settings), clock=FakeClock()
+    )
+
+
+async def envelopes(values, lanes=2, log=None):
+    for i, v in enumerate(values):
+        if log is not None:
+            log.append(v)
+        yield Envelope(value=v, lane=i % lanes, handle=i, partition=i % lanes, offset=i // lanes)
+
+
+@pytest.mark.asyncio
+async def test_results_keep_input_order_within_each_lane():
+    runner = runner_for(SlowFirst())
+    acked = []
+
+    async def ack(env):
+        acked.append(env.handle)
+
+    got = [r async for r in StreamInference(runner, envelopes(range(20)), ack=ack)]
+    for lane in (0, 1):
+        lane_values = [r.event for r in got if r.partition == lane]
+        assert lane_values == sorted(lane_values)
+        assert [h for h in acked if h % 2 == lane] == [h for h in range(20) if h % 2 == lane]
+    assert [r.output for r in got] == [2 * r.event for r in got]
+    assert sorted(r.event for r in got) == list(range(20))
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_unordered_results_overtake_but_acks_stay_in_order():
+    runner = runner_for(SlowFirst())
+    acked = []
+
+    async def ack(env):
+        acked.append(env.handle)
+
+    pipeline = StreamInference(runner, envelopes(range(10), lanes=1), ack=ack, ordered=False)
+    got = [r.event async for r in pipeline]
+    assert sorted(got) == list(range(10))
+    assert got != sorted(got)  # fast results overtook slow ones
+    assert acked == list(range(10))
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_an_event_is_acked_only_after_the_agent_moves_past_it():
+    runner = runner_for(FakeProvider())
+    acked = []
+
+    async def ack(env):
+        acked.append(env.value)
+
+    results = aiter(StreamInference(runner, envelopes([1, 2], lanes=1), ack=ack))
+    first = await anext(results)
+    assert first.event == 1
+    await asyncio.sleep(0.01)
+    assert acked == []  # the agent still holds result 1
+    second = await anext(results)
+    assert second.event == 2 and acked == [1]
+    with pytest.raises(StopAsyncIteration):
+        await anext(results)
+    assert acked == [1, 2]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_failed_events_go_to_the_dead_letter_callback_before_their_ack():
+    provider = FakeProvider(
+        fail_on=lambda xs: ServerError("down", status=503) if 3 in xs else None
+    )
+    runner = runner_for(provider, retries=1)
+    log = []
+
+    async def ack(env):
+        log.append(("ack", env.value))
+
+    async def dead_letter(env, error):
+        log.append(("dead", env.value, type(error).__name__, error.attempts))
+
+    pipeline = StreamInference(
+        runner, envelopes([1, 2, 3, 4], lanes=1), ack=ack, dead_letter=dead_letter
+    )
+    got = [r.event async for r in pipeline]
+    assert got == [1, 2, 4]
+    assert log == [
+        ("ack", 1),
+        ("ack", 2),
+        ("dead", 3, "RetriesExhausted", 2),
+        ("ack", 3),
+        ("ack", 4),
+    ]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_without_dead_letters_failures_reach_the_agent():
+    runner = runner_for(FakeProvider(), retries=0)
+
+    def prepare(value):
+        if value == "bad":
+            raise ValueError("amount must be a number")
+        return 1
+
+    async def ack(env):
+        pass
+
+    pipeline = StreamInference(runner, envelopes(["ok", "bad"], lanes=1), ack=ack, prepare=prepare)
+    ok, bad = [r async for r in pipeline]
+    assert ok.ok and ok.output == 2
+    assert not bad.ok and bad.output is None
+    assert isinstance(bad.error, InvalidInput)
+    assert "amount must be a number" in str(bad.error) and bad.error.attempts == 0
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_reading_pauses_at_max_pending():
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    runner = runner_for(provider)
+    pulled = []
+
+    async def ack(env):
+        pass
+
+    pipeline = StreamInference(
+        runner, envelopes(range(100), log=pulled), ack=ack, max_pending=8
+    )
+    results = aiter(pipeline)
+    consumer = asyncio.create_task(anext(results))
+    await asyncio.sleep(0.02)
+    assert len(pulled) == 9  # 8 admitted, the 9th waits for room
+    provider.gate.set()
+    await consumer
+    rest = [r async for r in results]
+    assert len(rest) == 99
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_source_surfaces_in_the_agent():
+    runner = runner_for(FakeProvider())
+
+    async def broken():
+        yield Envelope(value=1, lane=0, handle=0)
+        raise RuntimeError("broker gone")
+
+    async def ack(env):
+        pass
+
+    with pytest.raises(RuntimeError, match="broker gone"):
+        async for _ in StreamInference(runner, broken(), ack=ack):
+            pass
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_batches_form_across_lanes():
+    provider = FakeProvider()
+    runner = runner_for(provider, batch_size=8, max_concurrency=1, batch_timeout=0.01)
+
+    async def ack(env):
+        pass
+
+    got = [r async for r in StreamInference(runner, envelopes(range(16), lanes=4), ack=ack)]
+    assert len(got) == 16
+    assert max(len(b) for b in provider.batches) == 8
+    await runner.aclose()

@@ -1,0 +1,248 @@
+import asyncio
+import random
+
+import pytest
+
+from faust_inference import (
+    ClientError,
+    InferenceTimeout,
+    InvalidInput,
+    ModelSettings,
+    Predictions,
+    RateLimited,
+    ResponseDecodeError,
+    RetriesExhausted,
+    ServerError,
+)
+from faust_inference.core.runner import InferenceRunner
+from tests.unit.fakes import FakeClock, FakeProvider
+
+
+def make_runner(provider, clock=None, fallback=None, **settings):
+    settings.setdefault("batch_timeout", 0.0)
+    s = ModelSettings(name=settings.pop("name", "m"), provider="fake", **settings)
+    return InferenceRunner(
+        provider, s, clock=clock or FakeClock(), fallback=fallback, rng=random.Random(0)
+    )
+
+
+@pytest.mark.asyncio
+async def test_batches_fill_while_every_slot_is_busy():
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, max_concurrency=1, batch_size=4)
+    futures = [runner.submit(0)]
+    await asyncio.sleep(0.01)
+    assert provider.batches == [[0]]  # the first input went out alone
+    futures += [runner.submit(i) for i in range(1, 9)]
+    await asyncio.sleep(0.01)
+    assert provider.batches == [[0]]  # the only slot is still busy
+    provider.gate.set()
+    outcomes = await asyncio.gather(*futures)
+    assert [o.output for o in outcomes] == [2 * i for i in range(9)]
+    assert provider.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8]]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_batch_timeout_waits_for_company():
+    provider = FakeProvider()
+    runner = make_runner(provider, batch_size=8, batch_timeout=0.05)
+    first = runner.submit(1)
+    await asyncio.sleep(0.01)
+    second = runner.submit(2)
+    await asyncio.gather(first, second)
+    assert provider.batches == [[1, 2]]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_provider_batch_limit_caps_the_batch_size():
+    provider = FakeProvider(max_batch_size=1)
+    runner = make_runner(provider, batch_size=16)
+    assert runner.batch_size == 1
+    await runner.predict_many(range(3))
+    assert provider.batches == [[0], [1], [2]]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_in_flight_is_capped_at_max_concurrency():
+    provider = FakeProvider(delay=0.01)
+    runner = make_runner(provider, max_concurrency=3)
+    outputs = await runner.predict_many(range(30))
+    assert outputs == [2 * i for i in range(30)]
+    assert provider.peak == 3
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_retryable_errors_are_retried_with_backoff():
+    provider = FakeProvider()
+    provider.script.extend([ServerError("boom", status=503), RateLimited("slow", retry_after=2.5)])
+    clock = FakeClock()
+    runner = make_runner(provider, clock=clock, retries=3)
+    outcome = await runner.submit(21)
+    assert outcome.output == 42 and outcome.attempts == 3
+    assert len(clock.sleeps) == 2
+    assert 0.05 <= clock.sleeps[0] <= 0.1  # first backoff: 0.1 with 50% jitter
+    assert clock.sleeps[1] == 2.5  # Retry-After honoured
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_client_errors_are_not_retried():
+    provider = FakeProvider()
+    provider.script.append(ClientError("bad request", status=400))
+    runner = make_runner(provider, retries=5)
+    with pytest.raises(ClientError) as info:
+        await runner.predict(1)
+    assert info.value.attempts == 1
+    assert len(provider.batches) == 1
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_exhausted_retries_keep_the_last_error():
+    provider = FakeProvider(fail_on=lambda _: ServerError("down", status=502))
+    clock = FakeClock()
+    runner = make_runner(provider, clock=clock, retries=2)
+    with pytest.raises(RetriesExhausted) as info:
+        await runner.predict(1)
+    assert info.value.attempts == 3
+    assert isinstance(info.value.last_error, ServerError)
+    assert info.value.__cause__ is info.value.last_error
+    assert len(provider.batches) == 3 and len(clock.sleeps) == 2
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_call_times_out_and_is_retried():
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()  # never set: the first call hangs
+    runner = make_runner(provider, timeout=0.02, retries=1)
+
+    async def release_after_first_timeout():
+        while len(provider.batches) < 2:
+            await asyncio.sleep(0.005)
+        provider.gate.set()
+
+    helper = asyncio.create_task(release_after_first_timeout())
+    outcome = await runner.submit(5)
+    await helper
+    assert outcome.output == 10 and outcome.attempts == 2
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_timeouts_end_as_retries_exhausted():
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, timeout=0.01, retries=1)
+    with pytest.raises(RetriesExhausted) as info:
+        await runner.predict(1)
+    assert isinstance(info.value.last_error, InferenceTimeout)
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_one_bad_input_does_not_fail_its_batch():
+    def reject_bad(inputs):
+        return ClientError("row 'bad' is invalid", status=400) if "bad" in inputs else None
+
+    provider = FakeProvider(fn=str.upper, fail_on=reject_bad)
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, batch_size=4, max_concurrency=1)
+    futures = [runner.submit(x) for x in ["a", "b", "bad", "c"]]
+    await asyncio.sleep(0)
+    provider.gate.set()
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert [r.output if not isinstance(r, Exception) else "ERR" for r in results] == [
+        "A",
+        "B",
+        "ERR",
+        "C",
+    ]
+    assert isinstance(results[2], ClientError)
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_fallback_model_answers_when_primary_fails():
+    backup = make_runner(FakeProvider(fn=lambda x: -x), name="backup")
+    settings = ModelSettings(
+        name="primary", provider="fake", retries=1, fallback="backup", batch_timeout=0
+    )
+    primary = InferenceRunner(
+        FakeProvider(fail_on=lambda _: ServerError("down", status=503)),
+        settings,
+        clock=FakeClock(),
+        fallback={"backup": backup}.__getitem__,
+    )
+    outcome = await primary.submit(3)
+    assert outcome.output == -3
+    assert outcome.fallback is True and outcome.model == "backup"
+    assert outcome.attempts == 3  # two on the primary, one on the backup
+    await primary.aclose()
+    await backup.aclose()
+
+
+@pytest.mark.asyncio
+async def test_default_output_is_used_when_everything_fails():
+    runner = make_runner(
+        FakeProvider(fail_on=lambda _: ServerError("down", status=500)),
+        retries=0,
+        default_output=[1.0, 0.0],
+    )
+    outcome = await runner.submit(1)
+    assert outcome.output == [1.0, 0.0] and outcome.fallback is True
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_bad_input_never_takes_the_default_output():
+    runner = make_runner(
+        FakeProvider(fail_on=lambda _: InvalidInput("features", "not numbers")),
+        default_output=0,
+    )
+    with pytest.raises(InvalidInput):
+        await runner.predict("x")
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_wrong_number_of_outputs_is_a_decode_error():
+    class Short(FakeProvider):
+        async def infer(self, inputs):
+            return Predictions([1])
+
+    runner = make_runner(Short(), batch_size=2, max_concurrency=1, retries=3)
+    futures = [runner.submit(1), runner.submit(2)]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    # The batch was split, and each single input then got its one output.
+    assert [getattr(r, "output", r) for r in results] == [1, 1]
+
+    runner2 = make_runner(type("Empty", (FakeProvider,), {
+        "infer": lambda self, inputs: _empty()})())
+    with pytest.raises(ResponseDecodeError, match="0 outputs for 1 inputs"):
+        await runner2.predict(1)
+    await runner.aclose()
+    await runner2.aclose()
+
+
+async def _empty():
+    return Predictions([])
+
+
+@pytest.mark.asyncio
+async def test_close_cancels_queued_work_and_closes_the_provider():
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, max_concurrency=1)
+    futures = [runner.submit(i) for i in range(3)]
+    await asyncio.sleep(0.01)
+    await runner.aclose()
+    assert provider.closed
+    assert all(f.cancelled() for f in futures)
+    with pytest.raises(RuntimeError, match="closed"):
+        runner.submit(1)

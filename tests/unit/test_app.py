@@ -8,8 +8,13 @@ from faust_inference import ConfigurationError, ModelNotFound, ModelRegistry, Re
 def test_register_returns_an_inspectable_model():
     registry = ModelRegistry()
     fraud = registry.register(
-        "fraud", provider="kserve", endpoint="http://127.0.0.1:8080/", version="v1",
-        batch_size=16, retries=2, input_name="features",
+        "fraud",
+        provider="kserve",
+        endpoint="http://127.0.0.1:8080/",
+        version="v1",
+        batch_size=16,
+        retries=2,
+        input_name="features",
     )
     assert isinstance(fraud, RemoteModel)
     assert registry["fraud"] is fraud and "fraud" in registry
@@ -49,11 +54,13 @@ def test_invalid_setting_names_the_field():
 def test_missing_api_key_names_the_environment_variable(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="set the environment variable OPENAI_API_KEY"):
-        ModelRegistry().register("gpt", provider="openai", remote_name="gpt-4o-mini",
-                                 task="text_generation")
+        ModelRegistry().register(
+            "gpt", provider="openai", remote_name="gpt-4o-mini", task="text_generation"
+        )
     monkeypatch.setenv("MY_KEY", "sk-from-env-123456")
-    m = ModelRegistry().register("gpt", provider="openai", task="text_generation",
-                                 api_key_env="MY_KEY")
+    m = ModelRegistry().register(
+        "gpt", provider="openai", task="text_generation", api_key_env="MY_KEY"
+    )
     assert m.runner.provider._headers["Authorization"] == "Bearer sk-from-env-123456"
 
 

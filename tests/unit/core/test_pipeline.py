@@ -93,9 +93,7 @@ async def test_an_event_is_acked_only_after_the_agent_moves_past_it():
 
 @pytest.mark.asyncio
 async def test_failed_events_go_to_the_dead_letter_callback_before_their_ack():
-    provider = FakeProvider(
-        fail_on=lambda xs: ServerError("down", status=503) if 3 in xs else None
-    )
+    provider = FakeProvider(fail_on=lambda xs: ServerError("down", status=503) if 3 in xs else None)
     runner = runner_for(provider, retries=1)
     log = []
 
@@ -151,9 +149,7 @@ async def test_reading_pauses_at_max_pending():
     async def ack(env):
         pass
 
-    pipeline = StreamInference(
-        runner, envelopes(range(100), log=pulled), ack=ack, max_pending=8
-    )
+    pipeline = StreamInference(runner, envelopes(range(100), log=pulled), ack=ack, max_pending=8)
     results = aiter(pipeline)
     consumer = asyncio.create_task(anext(results))
     await asyncio.sleep(0.02)

@@ -222,8 +222,9 @@ async def test_wrong_number_of_outputs_is_a_decode_error():
     # The batch was split, and each single input then got its one output.
     assert [getattr(r, "output", r) for r in results] == [1, 1]
 
-    runner2 = make_runner(type("Empty", (FakeProvider,), {
-        "infer": lambda self, inputs: _empty()})())
+    runner2 = make_runner(
+        type("Empty", (FakeProvider,), {"infer": lambda self, inputs: _empty()})()
+    )
     with pytest.raises(ResponseDecodeError, match="0 outputs for 1 inputs"):
         await runner2.predict(1)
     await runner.aclose()

@@ -1,0 +1,84 @@
+"""Score card transactions for fraud with a scikit-learn model served by MLServer.
+
+Run it as any Faust app::
+
+    KAFKA_BROKER=kafka://127.0.0.1:9092 FRAUD_MODEL_URL=http://127.0.0.1:8080 \
+        faust -A examples.fraud_detection.app worker -l info
+
+Each transaction is sent to the model over the Open Inference Protocol (V2),
+in micro-batches of up to 16 rows with at most 32 requests in flight; scores
+go to ``scores`` and those above ``FRAUD_THRESHOLD`` also to ``alerts``.
+Transactions the model cannot score (bad features, server down after all
+retries) land in ``transactions.dlq`` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+from faust_inference import infer, install
+
+app = faust.App(
+    os.environ.get("FRAUD_APP_ID", "fraud-detection"),
+    broker=os.environ.get("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
+    store="memory://",
+    topic_partitions=4,
+    web_enabled=False,
+)
+install(app)
+
+THRESHOLD = float(os.environ.get("FRAUD_THRESHOLD", "0.5"))
+
+
+class Transaction(faust.Record, serializer="json"):
+    id: str
+    card_id: str
+    amount: float
+    features: list[float]
+
+
+fraud = app.model(
+    "fraud",
+    provider="kserve",  # Open Inference Protocol V2: MLServer, KServe, Triton
+    endpoint=os.environ.get("FRAUD_MODEL_URL", "http://127.0.0.1:8080"),
+    remote_name="fraud",
+    version="v1",
+    task="classification",
+    input_name="features",
+    max_concurrency=32,
+    batch_size=16,
+    batch_timeout=0.01,
+    timeout=2.0,
+    retries=3,
+)
+
+
+@fraud.preprocess
+def to_input(tx: Transaction) -> list[float]:
+    return tx.features
+
+
+transactions = app.topic("transactions", value_type=Transaction)
+scores = app.topic("scores", value_serializer="json")
+alerts = app.topic("alerts", value_serializer="json")
+
+
+@app.agent(transactions)
+@infer(fraud, dead_letter="transactions.dlq")
+async def score(results):  # type: ignore[no-untyped-def]
+    async for r in results:
+        p_fraud = r.output[1]
+        verdict = {
+            "id": r.event.id,
+            "card_id": r.event.card_id,
+            "amount": r.event.amount,
+            "p_fraud": round(p_fraud, 4),
+            "model": r.model,
+            "version": r.version,
+            "latency_ms": round(r.latency_s * 1000, 2),
+        }
+        await scores.send(key=r.event.id, value=verdict)
+        if p_fraud > THRESHOLD:
+            await alerts.send(key=r.event.card_id, value=verdict)

@@ -1,0 +1,159 @@
+"""Run the whole fraud-detection example on this machine with one command.
+
+    python -m examples.fraud_detection.run [--count 500] [--rate 100]
+
+Starts a real Kafka broker and MLServer (both installed into ``.cache/`` on
+first use), trains and serves the model, starts the Faust worker with
+``faust -A examples.fraud_detection.app worker``, sends transactions, and
+prints each score as it arrives. Stops everything after ``--count`` events
+have a verdict (or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from devtools.kafka import KafkaBroker, ensure_jars
+from devtools.mlserver import MLServer, ensure_venv, prepare_fraud_model
+from examples.fraud_detection.producer import produce
+
+REPO = Path(__file__).resolve().parents[2]
+TOPICS = ("transactions", "scores", "alerts", "transactions.dlq")
+
+
+def say(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def start_worker(broker_url: str, model_url: str, workdir: Path) -> subprocess.Popen[bytes]:
+    faust_cli = Path(sys.executable).parent / "faust"
+    env = {**os.environ, "KAFKA_BROKER": broker_url, "FRAUD_MODEL_URL": model_url}
+    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    log = (workdir / "worker.log").open("wb")
+    return subprocess.Popen(
+        [
+            str(faust_cli),
+            "-A",
+            "examples.fraud_detection.app",
+            "--datadir",
+            str(workdir / "data"),
+            "worker",
+            "-l",
+            "warn",
+            "--without-web",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+async def watch(bootstrap: str, ids: set[str], deadline: float) -> tuple[int, int, int]:
+    """Print verdicts until every id has one; returns (scored, alerts, dead letters)."""
+    consumer = AIOKafkaConsumer(
+        "scores",
+        "alerts",
+        "transactions.dlq",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    done: set[str] = set()
+    n_alerts = n_dead = 0
+    try:
+        while len(done & ids) < len(ids) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    if tp.topic == "scores":
+                        done.add(value["id"])
+                        print(
+                            f"  score  {value['id']}  p_fraud={value['p_fraud']:.3f}  "
+                            f"({value['latency_ms']} ms)"
+                        )
+                    elif tp.topic == "alerts":
+                        n_alerts += 1
+                        print(
+                            f"  ALERT  {value['id']}  card={value['card_id']}  "
+                            f"amount={value['amount']}  p_fraud={value['p_fraud']:.3f}"
+                        )
+                    else:
+                        n_dead += 1
+                        done.add(value["event"]["id"])
+                        print(
+                            f"  DLQ    {value['event']['id']}  {value['error_class']}: "
+                            f"{value['error'][:100]}"
+                        )
+    finally:
+        await consumer.stop()
+    return len(done & ids), n_alerts, n_dead
+
+
+async def scenario(kafka: KafkaBroker, count: int, rate: float, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    ids_task = asyncio.create_task(produce(kafka.bootstrap, count, rate))
+    ids = set(await ids_task)
+    say(f"sent {len(ids)} transactions; waiting for verdicts")
+    verdicts, n_alerts, n_dead = await watch(kafka.bootstrap, ids, deadline)
+    say(
+        f"{verdicts}/{len(ids)} transactions have a verdict "
+        f"({n_alerts} alerts, {n_dead} in the dead-letter topic)"
+    )
+    return 0 if verdicts == len(ids) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=500, help="transactions to send")
+    parser.add_argument("--rate", type=float, default=100.0, help="transactions per second")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for verdicts")
+    args = parser.parse_args()
+
+    say("preparing Kafka jars, the MLServer virtualenv and the model (first run: a few minutes)")
+    ensure_jars()
+    ensure_venv()
+    models = prepare_fraud_model(REPO / ".cache" / "models")
+    workdir = Path(tempfile.mkdtemp(prefix="fraud-example-"))
+    worker: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with KafkaBroker() as kafka, MLServer(models) as server:
+            say(f"Kafka at {kafka.bootstrap}, MLServer at {server.url}")
+            for topic in TOPICS:
+                kafka.create_topic(topic, partitions=4)
+            worker = start_worker(kafka.url, server.url, workdir)
+            say(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
+            return asyncio.run(scenario(kafka, args.count, args.rate, args.timeout))
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        if worker is not None and worker.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        say("stopped the worker, MLServer and Kafka")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

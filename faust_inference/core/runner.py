@@ -31,6 +31,7 @@ from faust_inference.exceptions import (
     ProviderError,
     ResponseDecodeError,
     RetriesExhausted,
+    ServerError,
 )
 from faust_inference.results import Usage
 
@@ -88,6 +89,21 @@ class _Pending:
 # Errors that say the request itself is wrong. A batch that fails with one of
 # these is split so that one bad event does not fail its neighbours.
 _REQUEST_FAULTS = (ClientError, InvalidInput, ResponseDecodeError)
+
+
+def _maybe_one_bad_input(exc: InferenceError) -> bool:
+    """Whether a batch's failure may be caused by a single input in it.
+
+    Besides 4xx answers, a plain 500 counts: some servers (MLServer among
+    them) answer 500 to a malformed row and fail its whole batch with it.
+    Unavailability (timeouts, resets, 429, 502-504) says nothing about the
+    inputs, so those batches are not split, which would multiply the load on
+    a struggling server.
+    """
+    if isinstance(exc, RetriesExhausted):
+        last = exc.last_error
+        return isinstance(last, ServerError) and last.status == 500
+    return isinstance(exc, _REQUEST_FAULTS)
 
 
 class InferenceRunner:
@@ -243,7 +259,7 @@ class InferenceRunner:
                 self.in_flight -= 1
         except InferenceError as exc:
             self._slots.release()
-            if len(batch) > 1 and isinstance(exc, _REQUEST_FAULTS):
+            if len(batch) > 1 and _maybe_one_bad_input(exc):
                 # One event may be at fault: retry each alone, ahead of the queue.
                 for pending in reversed(batch):
                     self._queue.appendleft(_Pending(pending.input, pending.future, solo=True))

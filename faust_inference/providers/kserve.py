@@ -15,6 +15,9 @@ output name to row.
 
 Options:
     input_name: tensor name for single-tensor inputs (default ``input-0``).
+    shape: the shape of one row (``[10]`` for ten features); when set, a row
+        of another shape is rejected before it is sent, naming both shapes.
+        Servers often answer a wrong shape with a bare 500 (MLServer does).
     datatype: force a datatype (``FP32``, ``INT64`` ...); inferred otherwise.
     outputs: names of the outputs to request; all of them when unset.
     version_in_path: put ``/versions/{version}`` in the URL when a version
@@ -46,6 +49,7 @@ class KServeOptions(ProviderOptions):
     """Options of the ``kserve`` provider."""
 
     input_name: str = "input-0"
+    shape: list[int] | None = None
     datatype: Datatype | None = None
     outputs: list[str] | None = None
     version_in_path: bool = True
@@ -74,6 +78,7 @@ class KServeProvider:
         self._transport = transport
         self._headers = headers
         self._secrets = secrets
+        self._expected_shape = tuple(options.shape) if options.shape is not None else None
         self._requested = [{"name": n} for n in options.outputs] if options.outputs else None
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
@@ -107,6 +112,13 @@ class KServeProvider:
 
     def _tensor(self, name: str, rows: Sequence[Any]) -> dict[str, Any]:
         row_shape = _shape(rows[0], name)
+        expected = self._expected_shape
+        if expected is not None and row_shape != expected:
+            raise InvalidInput(
+                name,
+                f"expected a row of shape {list(expected)}, got shape {list(row_shape)} "
+                f"({describe(rows[0])}); fix the preprocessor or the model's shape option",
+            )
         data: list[Any] = []
         for row in rows:
             if _shape(row, name) != row_shape:

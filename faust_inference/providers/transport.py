@@ -62,7 +62,10 @@ class HttpTransport:
         if session is None or session.closed:
             # No connection limit here: each model's runner caps its own
             # requests in flight, and several models may share one origin.
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            # Idle sockets are dropped after 4 s: common servers (uvicorn,
+            # MLServer) close theirs after 5 s, and reusing a socket the
+            # server is closing costs a failed attempt.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=4)
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),

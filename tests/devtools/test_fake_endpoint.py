@@ -302,30 +302,37 @@ async def test_stall_is_bounded_by_stall_max(session: aiohttp.ClientSession) -> 
 
 @pytest.mark.asyncio
 async def test_rate_limit_answers_429_above_rate(session: aiohttp.ClientSession) -> None:
-    async with FakeEndpoint(rate_limit_rps=5) as ep:
+    # A slow refill keeps the count exact even if a loaded box spreads the burst out.
+    async with FakeEndpoint(rate_limit_rps=0.5, rate_limit_burst=5) as ep:
         results = await asyncio.gather(
             *(post(session, ep.url + "/predict", {"inputs": [i]}) for i in range(20))
         )
         statuses = [status for status, _, _ in results]
-        assert statuses.count(200) == 5  # burst = one second's worth of tokens
-        assert statuses.count(429) == 15
+        assert 5 <= statuses.count(200) <= 6
+        assert statuses.count(429) == 20 - statuses.count(200)
         limited = next(resp for status, _, resp in results if status == 429)
         assert int(limited.headers["Retry-After"]) >= 1
-        assert ep.stats.faults == {"rate_limited": 15}
+        assert ep.stats.faults == {"rate_limited": statuses.count(429)}
         ep.configure(rate_limit_rps=None)  # flip mid-test
         status, _, _ = await post(session, ep.url + "/predict", {"inputs": [1]})
         assert status == 200
 
 
 @pytest.mark.asyncio
-async def test_peak_in_flight_is_counted(session: aiohttp.ClientSession) -> None:
+async def test_peak_in_flight_is_counted() -> None:
     async with FakeEndpoint(latency=0.05) as ep:
         connector = aiohttp.TCPConnector(limit=100)
         async with aiohttp.ClientSession(connector=connector) as wide:
-            results = await asyncio.gather(
-                *(post(wide, ep.url + "/predict", {"inputs": [i]}) for i in range(50))
-            )
-        assert all(status == 200 for status, _, _ in results)
+
+            async def burst() -> list[int]:
+                results = await asyncio.gather(
+                    *(post(wide, ep.url + "/predict", {"inputs": [i]}) for i in range(50))
+                )
+                return [status for status, _, _ in results]
+
+            await burst()  # opens the 50 connections, so the measured burst is not connect-bound
+            ep.reset_stats()
+            assert await burst() == [200] * 50
         stats = ep.stats
         assert stats.peak_in_flight >= 40
         assert stats.in_flight == 0 and stats.total == 50 and stats.rows == 50

@@ -247,3 +247,33 @@ async def test_close_cancels_queued_work_and_closes_the_provider():
     assert all(f.cancelled() for f in futures)
     with pytest.raises(RuntimeError, match="closed"):
         runner.submit(1)
+
+
+@pytest.mark.asyncio
+async def test_a_batch_failing_with_plain_500s_is_split_after_its_retries():
+    # MLServer answers a malformed row with 500 and fails the whole batch.
+    def reject_bad(inputs):
+        return ServerError("Internal Server Error", status=500) if "bad" in inputs else None
+
+    provider = FakeProvider(fn=str.upper, fail_on=reject_bad)
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, batch_size=3, max_concurrency=1, retries=1)
+    futures = [runner.submit(x) for x in ["a", "bad", "c"]]
+    await asyncio.sleep(0)
+    provider.gate.set()
+    a, bad, c = await asyncio.gather(*futures, return_exceptions=True)
+    assert (a.output, c.output) == ("A", "C")
+    assert isinstance(bad, RetriesExhausted) and bad.last_error.status == 500
+
+
+@pytest.mark.asyncio
+async def test_unavailable_servers_do_not_split_batches():
+    provider = FakeProvider(fail_on=lambda _: ServerError("unavailable", status=503))
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, batch_size=4, max_concurrency=1, retries=1)
+    futures = [runner.submit(i) for i in range(4)]
+    await asyncio.sleep(0)
+    provider.gate.set()
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert all(isinstance(r, RetriesExhausted) for r in results)
+    assert [len(b) for b in provider.batches] == [4, 4]  # two attempts, never split

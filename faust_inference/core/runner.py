@@ -310,7 +310,8 @@ class InferenceRunner:
                     f"provider of {self.name!r} failed: {type(exc).__name__}: {exc}"
                 )
                 error.__cause__ = exc
-            error.attempts = attempt
+            # An input the provider refused to encode was never sent.
+            error.attempts = attempt - 1 if isinstance(error, InvalidInput) else attempt
             if not isinstance(error, ProviderError) or not self._policy.should_retry(
                 error, attempt
             ):

@@ -40,9 +40,22 @@ class Worker:
         env = {**os.environ, **self.env, "PYTHONPATH": str(REPO)}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(faust_cli), "-A", self.app, "--datadir", str(self.workdir / f"{self.name}-data"),
-             "worker", "-l", "info", "--without-web"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(faust_cli),
+                "-A",
+                self.app,
+                "--datadir",
+                str(self.workdir / f"{self.name}-data"),
+                "worker",
+                "-l",
+                "info",
+                "--without-web",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return self
@@ -74,7 +87,10 @@ class Worker:
 
 
 async def produce(
-    bootstrap: str, topic: str, values: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], str]
+    bootstrap: str,
+    topic: str,
+    values: Iterable[dict[str, Any]],
+    key: Callable[[dict[str, Any]], str],
 ) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
@@ -95,7 +111,10 @@ class Collector:
     def __init__(self, bootstrap: str, *topics: str) -> None:
         self.records: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
         self._consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+            *topics,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
             metadata_max_age_ms=1000,
         )
         self._task: asyncio.Task[None] | None = None

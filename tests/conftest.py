@@ -1,0 +1,49 @@
+"""Shared fixtures: the real services that integration tests run against.
+
+Each service starts once per test session, on free ports of 127.0.0.1, and is
+stopped by its own PID at the end. Tests use fresh topic and group names.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[object]:
+    """A real single-node Kafka (KRaft) broker."""
+    from devtools.kafka import KafkaBroker
+
+    broker = KafkaBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """MLServer serving the example's scikit-learn fraud classifier."""
+    from devtools.mlserver import MLServer, ensure_venv, prepare_fraud_model
+
+    ensure_venv()
+    trained = prepare_fraud_model()
+    models = tmp_path_factory.mktemp("mlserver-models")
+    shutil.copytree(Path(trained) / "fraud", models / "fraud")
+    server = MLServer(models)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

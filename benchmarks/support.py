@@ -1,0 +1,104 @@
+"""Shared plumbing of the benchmark scripts: services, workers, topics, timing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def fake_endpoint(latency: float) -> Iterator[str]:
+    """The fixed-latency test double, in its own process so it never shares our loop."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.fake_endpoint", "--latency", str(latency),
+         "--max-seconds", "1800"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("FAKE_ENDPOINT_URL="):
+            raise RuntimeError(f"fake endpoint did not start: {line!r}")
+        yield line.split("=", 1)[1]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def fill_topic(bootstrap: str, topic: str, n: int, width: int = 10) -> None:
+    """Write ``n`` events before a worker starts, so it is measured at full speed."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    await producer.start()
+    try:
+        for i in range(n):
+            value = {"id": i, "x": [((i * 7 + j) % 13) / 13 for j in range(width)]}
+            await producer.send(topic, key=str(i).encode(), value=orjson.dumps(value))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def drain(bootstrap: str, topic: str, n: int, timeout: float) -> list[int]:
+    """Read until ``n`` records arrived; returns their broker timestamps (ms)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", metadata_max_age_ms=1000)
+    await consumer.start()
+    stamps: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(stamps) < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                stamps.extend(r.timestamp for r in records)
+    finally:
+        await consumer.stop()
+    return stamps
+
+
+def start_worker(app: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    faust_cli = Path(sys.executable).parent / "faust"
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(faust_cli), "-A", app, "--datadir", str(log.parent / f"{log.stem}-data"),
+             "worker", "-l", "warn", "--without-web"],
+            cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def rate(stamps: list[int]) -> float:
+    """Events per second between the first and the last output."""
+    if len(stamps) < 2:
+        return 0.0
+    span = (max(stamps) - min(stamps)) / 1000
+    return (len(stamps) - 1) / span if span > 0 else float("inf")
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,121 @@
+"""End-to-end throughput through Kafka: naive agent vs ``infer()`` vs the box's limits.
+
+    python benchmarks/throughput.py [--latency 0.02] [--events 4000]
+
+Prints one table from one run on one machine, same broker, same topics layout
+(4 partitions in, 1 out), against the fixed-latency test double
+(``devtools.fake_endpoint``) in its own process:
+
+  a. a naive agent doing one awaited HTTP call per event;
+  b. ``@infer`` with 50 in flight, one event per request (and b2 with
+     batches of 16, for providers that take batches);
+  c. the endpoint's raw capacity: direct concurrent calls with aiohttp at the
+     same in-flight limit, no Kafka;
+  d. a bare Faust agent forwarding each event, no model (Faust's ceiling).
+
+The box's limit is min(c, d); targets: b >= 0.9 x min(c, d) and b / a >= 15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.support import (  # noqa: E402
+    drain,
+    fake_endpoint,
+    fill_topic,
+    rate,
+    start_worker,
+    stop_worker,
+    unique,
+)
+from devtools.kafka import KafkaBroker  # noqa: E402
+
+IN_FLIGHT = 50
+
+
+async def raw_capacity(url: str, n: int, in_flight: int) -> float:
+    """Requests/s of direct calls, ``in_flight`` at a time (c)."""
+    body = {"inputs": [{"name": "input-0", "shape": [1, 10], "datatype": "FP64",
+                        "data": [0.1] * 10}]}
+    infer_url = f"{url}/v2/models/bench/infer"
+    queue = iter(range(n))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def lane() -> None:
+            for _ in queue:
+                async with session.post(infer_url, json=body) as resp:
+                    await resp.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
+        return n / (time.perf_counter() - started)
+
+
+def through_kafka(kafka: KafkaBroker, mode: str, n: int, url: str, workdir: Path,
+                  **extra: str) -> float:
+    """Events/s of one worker of ``benchmarks.apps`` in ``mode`` over ``n`` events."""
+    topic_in, topic_out = unique(f"bench-{mode}-in"), unique(f"bench-{mode}-out")
+    kafka.create_topic(topic_in, partitions=4)
+    kafka.create_topic(topic_out, partitions=1)
+    asyncio.run(fill_topic(kafka.bootstrap, topic_in, n))
+    env = {"BENCH_MODE": mode, "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
+           "BENCH_APP_ID": unique(f"bench-{mode}"), "BENCH_MODEL_URL": url,
+           "KAFKA_BROKER": kafka.url, "BENCH_CONCURRENCY": str(IN_FLIGHT), **extra}
+    worker = start_worker("benchmarks.apps", env, workdir / f"{topic_in}.log")
+    try:
+        stamps = asyncio.run(drain(kafka.bootstrap, topic_out, n, timeout=300))
+    finally:
+        stop_worker(worker)
+    if len(stamps) < n:
+        raise RuntimeError(f"{mode}: only {len(stamps)}/{n} events came out; "
+                           f"see {workdir / (topic_in + '.log')}")
+    return rate(stamps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--naive-events", type=int, default=300)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    with KafkaBroker() as kafka, fake_endpoint(args.latency) as url:
+        print(f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} "
+              f"with {args.latency * 1000:g} ms latency; logs in {workdir}", flush=True)
+        results: dict[str, float] = {}
+        results["c"] = asyncio.run(raw_capacity(url, args.events, IN_FLIGHT))
+        results["d"] = through_kafka(kafka, "bare", args.events, url, workdir)
+        results["a"] = through_kafka(kafka, "naive", args.naive_events, url, workdir)
+        results["b"] = through_kafka(kafka, "infer", args.events, url, workdir)
+        results["b2"] = through_kafka(kafka, "infer", args.events, url, workdir,
+                                      BENCH_BATCH="16")
+    limit = min(results["c"], results["d"])
+    rows = [
+        ("a", "naive agent, one await per event", results["a"]),
+        ("b", f"infer(), {IN_FLIGHT} in flight, 1 event/request", results["b"]),
+        ("b2", f"infer(), {IN_FLIGHT} in flight, batches of 16", results["b2"]),
+        ("c", f"endpoint raw capacity, {IN_FLIGHT} in flight (requests/s)", results["c"]),
+        ("d", "bare Faust agent, no model", results["d"]),
+    ]
+    print()
+    print(f"| run | what | events/s | / min(c, d) |")
+    print(f"|-----|------|---------:|------------:|")
+    for key, what, value in rows:
+        print(f"| {key} | {what} | {value:,.0f} | {value / limit:.2f} |")
+    print()
+    print(f"min(c, d) = {limit:,.0f}/s;  b / min(c, d) = {results['b'] / limit:.2f} "
+          f"(target >= 0.9);  b / a = {results['b'] / results['a']:.1f} (target >= 15)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Developer tooling: local services (Kafka, MLServer, fake endpoints) for tests and examples."""

@@ -29,7 +29,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.support import (  # noqa: E402
+from benchmarks.support import (
     drain,
     fake_endpoint,
     fill_topic,
@@ -38,7 +38,7 @@ from benchmarks.support import (  # noqa: E402
     stop_worker,
     unique,
 )
-from devtools.kafka import KafkaBroker  # noqa: E402
+from devtools.kafka import KafkaBroker
 
 IN_FLIGHT = 50
 
@@ -108,8 +108,8 @@ def main() -> None:
         ("d", "bare Faust agent, no model", results["d"]),
     ]
     print()
-    print(f"| run | what | events/s | / min(c, d) |")
-    print(f"|-----|------|---------:|------------:|")
+    print("| run | what | events/s | / min(c, d) |")
+    print("|-----|------|---------:|------------:|")
     for key, what, value in rows:
         print(f"| {key} | {what} | {value:,.0f} | {value / limit:.2f} |")
     print()

@@ -47,6 +47,7 @@ fraud = app.model(
     version="v1",
     task="classification",
     input_name="features",
+    shape=[10],  # one row of 10 features; other shapes are rejected before sending
     max_concurrency=32,
     batch_size=16,
     batch_timeout=0.01,

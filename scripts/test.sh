@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs everything it needs, starts the real
+# services from the test fixtures (Kafka broker, MLServer, embeddings server), lints, tests.
+# Extra arguments go to pytest (for example: bash scripts/test.sh tests/unit).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/venv.sh
+echo "== services: Kafka jars, MLServer virtualenv and model"
+.venv/bin/python -m devtools.kafka fetch
+.venv/bin/python -m devtools.mlserver setup >/dev/null
+echo "== lint and types"
+.venv/bin/ruff check faust_inference tests examples benchmarks devtools
+.venv/bin/mypy faust_inference devtools
+echo "== tests"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

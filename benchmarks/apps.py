@@ -39,7 +39,7 @@ model = app.model(
     remote_name="bench",
     max_concurrency=int(env("BENCH_CONCURRENCY", "50")),
     batch_size=int(env("BENCH_BATCH", "1")),
-    batch_timeout=0.002,
+    batch_timeout=float(env("BENCH_BATCH_TIMEOUT", "0.002")),
     timeout=10.0,
 )
 
@@ -68,6 +68,30 @@ elif MODE == "infer":
     @app.agent(source)
     @infer(model)
     async def scored(results):  # type: ignore[no-untyped-def]
+        async for r in results:
+            await sink.send(value={"id": r.event["id"], "p": r.output})
+
+elif MODE == "local":
+    # infer() with an in-process provider: the pipeline's own cost, no HTTP.
+    from faust_inference import InferenceRunner, ModelSettings, Predictions, RemoteModel
+
+    class _Echo:
+        max_batch_size = None
+
+        async def infer(self, inputs):  # type: ignore[no-untyped-def]
+            return Predictions(list(inputs))
+
+        async def aclose(self) -> None:
+            pass
+
+    _settings = ModelSettings(name="local", provider="local", max_concurrency=50,
+                              batch_size=int(env("BENCH_BATCH", "1")), batch_timeout=0.002)
+    local = RemoteModel(_settings, InferenceRunner(_Echo(), _settings))
+    local.preprocess(features)
+
+    @app.agent(source)
+    @infer(local)
+    async def scored_locally(results):  # type: ignore[no-untyped-def]
         async for r in results:
             await sink.send(value={"id": r.event["id"], "p": r.output})
 

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/venv.sh
-echo "== services: Kafka jars, MLServer virtualenv and model"
+echo "== services: Kafka jars, MLServer and embeddings virtualenvs, the example model"
 .venv/bin/python -m devtools.kafka fetch
 .venv/bin/python -m devtools.mlserver setup >/dev/null
+.venv/bin/python -m devtools.embeddings setup >/dev/null
 echo "== lint and types"
 .venv/bin/ruff check faust_inference tests examples benchmarks devtools
 .venv/bin/mypy faust_inference devtools

@@ -47,3 +47,16 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def embeddings() -> Iterator[object]:
+    """infinity-emb serving all-MiniLM-L6-v2 behind an OpenAI-compatible API."""
+    from devtools.embeddings import EmbeddingServer
+
+    server = EmbeddingServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -27,6 +27,7 @@ app = faust.App(
     web_enabled=False,
     broker_commit_interval=1.0,
     topic_disable_leader=True,
+    producer_linger=float(env("BENCH_LINGER", "0")),
 )
 install(app)
 source = app.topic(env("BENCH_IN", "bench-in"), value_serializer="json")

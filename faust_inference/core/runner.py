@@ -13,7 +13,6 @@ company. This adapts the batch size to the load without any tuning.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -222,12 +221,14 @@ class InferenceRunner:
                     wakeup.clear()
                     await wakeup.wait()
                 if len(queue) < size and wait > 0 and not queue[0].solo:
-                    deadline = loop.time() + wait
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout_at(deadline):
-                            while len(queue) < size:
-                                wakeup.clear()
-                                await wakeup.wait()
+                    # A bare timer, not asyncio.timeout(): this runs once per
+                    # batch and the cancellation machinery costs more than the wait.
+                    expired = [False]
+                    timer = loop.call_later(wait, _expire, expired, wakeup)
+                    while len(queue) < size and not expired[0]:
+                        wakeup.clear()
+                        await wakeup.wait()
+                    timer.cancel()
             except BaseException:
                 slots.release()
                 raise
@@ -364,6 +365,11 @@ class InferenceRunner:
             exc.attempts,
             fallback=True,
         )
+
+
+def _expire(flag: list[bool], wakeup: asyncio.Event) -> None:
+    flag[0] = True
+    wakeup.set()
 
 
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:

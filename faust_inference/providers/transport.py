@@ -68,6 +68,9 @@ class HttpTransport:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=4)
             session = aiohttp.ClientSession(
                 connector=connector,
+                # Model APIs do not use cookies; a shared jar would only leak
+                # one model's cookies into another's requests.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 skip_auto_headers=("User-Agent",),
             )

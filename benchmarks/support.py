@@ -71,27 +71,6 @@ async def drain(bootstrap: str, topic: str, n: int, timeout: float) -> list[int]
     return stamps
 
 
-def start_worker(app: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    faust_cli = Path(sys.executable).parent / "faust"
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [str(faust_cli), "-A", app, "--datadir", str(log.parent / f"{log.stem}-data"),
-             "worker", "-l", "warn", "--without-web"],
-            cwd=REPO, env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def rate(stamps: list[int]) -> float:
     """Events per second between the first and the last output."""
     if len(stamps) < 2:

@@ -35,11 +35,10 @@ from benchmarks.support import (
     fake_endpoint,
     fill_topic,
     rate,
-    start_worker,
-    stop_worker,
     unique,
 )
 from devtools.kafka import KafkaBroker
+from devtools.worker import FaustWorker
 
 IN_FLIGHT = 50
 
@@ -72,14 +71,14 @@ def through_kafka(kafka: KafkaBroker, mode: str, n: int, url: str, workdir: Path
     env = {"BENCH_MODE": mode, "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
            "BENCH_APP_ID": unique(f"bench-{mode}"), "BENCH_MODEL_URL": url,
            "KAFKA_BROKER": kafka.url, "BENCH_CONCURRENCY": str(IN_FLIGHT), **extra}
-    worker = start_worker("benchmarks.apps", env, workdir / f"{topic_in}.log")
+    worker = FaustWorker("benchmarks.apps", env, workdir, topic_in, log_level="warn").start()
     try:
         stamps = asyncio.run(drain(kafka.bootstrap, topic_out, n, timeout=300))
     finally:
-        stop_worker(worker)
+        worker.stop()
     if len(stamps) < n:
         raise RuntimeError(f"{mode}: only {len(stamps)}/{n} events came out; "
-                           f"see {workdir / (topic_in + '.log')}")
+                           f"see {worker.log_path}")
     return rate(stamps)
 
 

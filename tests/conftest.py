@@ -7,7 +7,7 @@ stopped by its own PID at the end. Tests use fresh topic and group names.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[object]:
+    """A model registry of its own, closed (connections released) after the test."""
+    from faust_inference import ModelRegistry
+
+    registry = ModelRegistry()
+    yield registry
+    await registry.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from devtools.kafka import KafkaBroker, ensure_jars
 from devtools.mlserver import MLServer, ensure_venv, prepare_fraud_model
+from devtools.worker import FaustWorker
 from examples.fraud_detection.producer import produce
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,31 +33,6 @@ TOPICS = ("transactions", "scores", "alerts", "transactions.dlq")
 
 def say(message: str) -> None:
     print(f"[run] {message}", flush=True)
-
-
-def start_worker(broker_url: str, model_url: str, workdir: Path) -> subprocess.Popen[bytes]:
-    faust_cli = Path(sys.executable).parent / "faust"
-    env = {**os.environ, "KAFKA_BROKER": broker_url, "FRAUD_MODEL_URL": model_url}
-    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    log = (workdir / "worker.log").open("wb")
-    return subprocess.Popen(
-        [
-            str(faust_cli),
-            "-A",
-            "examples.fraud_detection.app",
-            "--datadir",
-            str(workdir / "data"),
-            "worker",
-            "-l",
-            "warn",
-            "--without-web",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 async def watch(bootstrap: str, ids: set[str], deadline: float) -> tuple[int, int, int]:
@@ -130,28 +103,24 @@ def main() -> int:
     ensure_venv()
     models = prepare_fraud_model(REPO / ".cache" / "models")
     workdir = Path(tempfile.mkdtemp(prefix="fraud-example-"))
-    worker: subprocess.Popen[bytes] | None = None
+    worker: FaustWorker | None = None
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with KafkaBroker() as kafka, MLServer(models) as server:
             say(f"Kafka at {kafka.bootstrap}, MLServer at {server.url}")
             for topic in TOPICS:
                 kafka.create_topic(topic, partitions=4)
-            worker = start_worker(kafka.url, server.url, workdir)
-            say(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
+            env = {"KAFKA_BROKER": kafka.url, "FRAUD_MODEL_URL": server.url}
+            worker = FaustWorker("examples.fraud_detection.app", env, workdir, log_level="warn")
+            worker.start()
+            say(f"worker started (pid {worker.pid}, log {worker.log_path})")
             return asyncio.run(scenario(kafka, args.count, args.rate, args.timeout))
     except KeyboardInterrupt:
         say("interrupted")
         return 130
     finally:
-        if worker is not None and worker.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        if worker is not None:
+            worker.stop()
         say("stopped the worker, MLServer and Kafka")
 
 

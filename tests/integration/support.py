@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-REPO = Path(__file__).resolve().parents[2]
+from devtools.worker import FaustWorker
 
 
 def unique(prefix: str) -> str:
@@ -24,66 +19,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-class Worker:
-    """``faust -A <app> worker`` in its own process group, logging to a file."""
+def scoring_topics(kafka: Any, in_partitions: int = 4) -> dict[str, str]:
+    """Fresh names for the scoring app (app id, topics), with the topics created."""
+    names = {k: unique(k.lower()) for k in ("APP_ID", "IN_TOPIC", "OUT_TOPIC", "DLQ_TOPIC")}
+    kafka.create_topic(names["IN_TOPIC"], partitions=in_partitions)
+    kafka.create_topic(names["OUT_TOPIC"], partitions=1)
+    kafka.create_topic(names["DLQ_TOPIC"], partitions=1)
+    return names
 
-    def __init__(self, app: str, env: dict[str, str], workdir: Path, name: str = "worker") -> None:
-        self.app = app
-        self.env = env
-        self.workdir = workdir
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Worker:
-        faust_cli = Path(sys.executable).parent / "faust"
-        env = {**os.environ, **self.env, "PYTHONPATH": str(REPO)}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                str(faust_cli),
-                "-A",
-                self.app,
-                "--datadir",
-                str(self.workdir / f"{self.name}-data"),
-                "worker",
-                "-l",
-                "info",
-                "--without-web",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return self
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def log(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "<no log>"
-
-    def assert_alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+Worker = FaustWorker
 
 
 async def produce(

@@ -8,16 +8,13 @@ which a ~1 ms real model cannot. The broker and the workers are real.
 import signal
 
 from devtools.fake_endpoint import FakeEndpoint
-from tests.integration.support import Collector, Worker, produce, unique
+from tests.integration.support import Collector, Worker, produce, scoring_topics
 
 N_EVENTS = 3000
 
 
 async def test_sigkill_mid_stream_loses_nothing(kafka, tmp_path):
-    names = {k: unique(k.lower()) for k in ("APP_ID", "IN_TOPIC", "OUT_TOPIC", "DLQ_TOPIC")}
-    kafka.create_topic(names["IN_TOPIC"], partitions=4)
-    kafka.create_topic(names["OUT_TOPIC"], partitions=1)
-    kafka.create_topic(names["DLQ_TOPIC"], partitions=1)
+    names = scoring_topics(kafka)
     sent = [
         {"id": f"c{i:05d}", "x": [] if i % 500 == 499 else [i % 7 / 7, 0.5, -0.25, 1.0]}
         for i in range(N_EVENTS)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from faust_inference import InvalidInput, ModelRegistry
-from tests.integration.support import Collector, Worker, produce, unique
+from faust_inference import InvalidInput
+from tests.integration.support import Collector, Worker, produce, scoring_topics
 
 pytestmark = pytest.mark.embeddings
 
@@ -19,13 +19,6 @@ SENTENCES = [
 
 def cosine(a, b):
     return sum(x * y for x, y in zip(a, b, strict=True))
-
-
-@pytest.fixture
-async def registry():
-    registry = ModelRegistry()
-    yield registry
-    await registry.aclose()
 
 
 async def test_batched_embeddings_are_real_and_in_order(embeddings, registry):
@@ -50,10 +43,7 @@ async def test_bad_input_is_rejected_before_sending(embeddings, registry):
 
 
 async def test_a_worker_embeds_a_topic(kafka, embeddings, tmp_path):
-    names = {k: unique(k.lower()) for k in ("APP_ID", "IN_TOPIC", "OUT_TOPIC", "DLQ_TOPIC")}
-    kafka.create_topic(names["IN_TOPIC"], partitions=2)
-    kafka.create_topic(names["OUT_TOPIC"], partitions=1)
-    kafka.create_topic(names["DLQ_TOPIC"], partitions=1)
+    names = scoring_topics(kafka, in_partitions=2)
     env = {**names, "KAFKA_BROKER": kafka.url, "MODEL_URL": embeddings.url,
            "MODEL_PROVIDER": "openai", "MODEL_TASK": "embedding",
            "MODEL_REMOTE_NAME": embeddings.model_name, "BATCH_SIZE": "16",

@@ -3,14 +3,7 @@
 import pytest
 
 from examples.fraud_detection.train import make_transactions
-from faust_inference import ClientError, InvalidInput, ModelRegistry, RetriesExhausted
-
-
-@pytest.fixture
-async def registry():
-    registry = ModelRegistry()
-    yield registry
-    await registry.aclose()
+from faust_inference import ClientError, InvalidInput, RetriesExhausted
 
 
 async def test_batched_predictions_match_single_ones(mlserver, registry):

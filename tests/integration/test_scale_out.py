@@ -5,16 +5,13 @@ that calls are in flight while partitions move; the broker and workers are real.
 """
 
 from devtools.fake_endpoint import FakeEndpoint
-from tests.integration.support import Collector, Worker, produce, unique
+from tests.integration.support import Collector, Worker, produce, scoring_topics
 
 N_EVENTS = 3000
 
 
 async def test_a_second_worker_takes_over_partitions_without_loss(kafka, tmp_path):
-    names = {k: unique(k.lower()) for k in ("APP_ID", "IN_TOPIC", "OUT_TOPIC", "DLQ_TOPIC")}
-    kafka.create_topic(names["IN_TOPIC"], partitions=4)
-    kafka.create_topic(names["OUT_TOPIC"], partitions=1)
-    kafka.create_topic(names["DLQ_TOPIC"], partitions=1)
+    names = scoring_topics(kafka)
     sent = [{"id": f"r{i:05d}", "x": [i % 5 / 5, 1.0]} for i in range(N_EVENTS)]
 
     async with FakeEndpoint(latency=0.03) as ep:

@@ -4,20 +4,14 @@ import pytest
 
 from examples.fraud_detection.train import make_transactions
 from faust_inference import ModelRegistry
-from tests.integration.support import Collector, Worker, produce, unique
+from tests.integration.support import Collector, Worker, produce, scoring_topics
 
 N_EVENTS = 400
 BAD_EVERY = 100
 
 
 def scoring_env(kafka, model_url, **extra):
-    names = {k: unique(k.lower()) for k in ("APP_ID", "IN_TOPIC", "OUT_TOPIC", "DLQ_TOPIC")}
-    for topic, partitions in (
-        (names["IN_TOPIC"], 4),
-        (names["OUT_TOPIC"], 1),
-        (names["DLQ_TOPIC"], 1),
-    ):
-        kafka.create_topic(topic, partitions=partitions)
+    names = scoring_topics(kafka)
     return {
         **names,
         "KAFKA_BROKER": kafka.url,

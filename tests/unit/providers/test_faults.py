@@ -13,20 +13,12 @@ from devtools.fake_endpoint import FakeEndpoint, Fault
 from faust_inference import (
     ClientError,
     InferenceTimeout,
-    ModelRegistry,
     RateLimited,
     ResponseDecodeError,
     RetriesExhausted,
     ServerError,
     TransportError,
 )
-
-
-@pytest.fixture
-async def registry():
-    registry = ModelRegistry()
-    yield registry
-    await registry.aclose()
 
 
 def kserve(registry, url, name="fraud", **settings):

@@ -8,14 +8,7 @@ import orjson
 import pytest
 
 from devtools.fake_endpoint import FakeEndpoint
-from faust_inference import InvalidInput, ModelRegistry
-
-
-@pytest.fixture
-async def registry():
-    registry = ModelRegistry()
-    yield registry
-    await registry.aclose()
+from faust_inference import InvalidInput
 
 
 async def test_rows_are_stacked_into_one_tensor_and_split_back(registry):

@@ -11,13 +11,6 @@ from devtools.fake_endpoint import FakeEndpoint
 from faust_inference import ConfigurationError, InvalidInput, ModelRegistry
 
 
-@pytest.fixture
-async def registry():
-    registry = ModelRegistry()
-    yield registry
-    await registry.aclose()
-
-
 async def test_embeddings_are_batched_and_come_back_in_input_order(registry):
     async with FakeEndpoint(dim=4) as ep:
         model = registry.register(

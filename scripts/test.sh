@@ -7,10 +7,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/venv.sh
 echo "== services: Kafka jars, MLServer and embeddings virtualenvs, the example model"
 .venv/bin/python -m devtools.kafka fetch
+.venv/bin/python -m devtools.kafka fetch --version 4.1.1
 .venv/bin/python -m devtools.mlserver setup >/dev/null
 .venv/bin/python -m devtools.embeddings setup >/dev/null
 echo "== lint and types"
 .venv/bin/ruff check faust_inference tests examples benchmarks devtools
 .venv/bin/mypy faust_inference devtools
-echo "== tests"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+fi
+echo "== the Kafka-facing integration tests again, on Kafka 4.x (KIP-896 removed old protocol versions)"
+FAUST_INFERENCE_KAFKA_VERSION=4.1.1 .venv/bin/python -m pytest -q -p no:cacheprovider \
+  tests/integration/test_stream.py tests/integration/test_crash.py tests/integration/test_scale_out.py
+echo "== the whole suite on Kafka 3.9"
+.venv/bin/python -m pytest -q -p no:cacheprovider

@@ -20,6 +20,11 @@ from aiokafka import AIOKafkaProducer
 from examples.fraud_detection.train import make_transactions
 
 
+def transaction_id(seed: int, i: int) -> str:
+    """The id of the ``i``-th transaction of a run, known before it is sent."""
+    return f"tx-{seed}-{i:06d}"
+
+
 async def produce(
     bootstrap: str,
     count: int,
@@ -38,7 +43,7 @@ async def produce(
     started = time.monotonic()
     try:
         for i, features in enumerate(rows):
-            tx_id = f"tx-{seed}-{i:06d}"
+            tx_id = transaction_id(seed, i)
             card = f"card-{rng.randrange(200):03d}"
             value: dict[str, object] = {
                 "id": tx_id,

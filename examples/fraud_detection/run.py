@@ -25,9 +25,10 @@ from aiokafka import AIOKafkaConsumer
 from devtools.kafka import KafkaBroker, ensure_jars
 from devtools.mlserver import MLServer, ensure_venv, prepare_fraud_model
 from devtools.worker import FaustWorker
-from examples.fraud_detection.producer import produce
+from examples.fraud_detection.producer import produce, transaction_id
 
 REPO = Path(__file__).resolve().parents[2]
+SEED = 7
 TOPICS = ("transactions", "scores", "alerts", "transactions.dlq")
 
 
@@ -79,11 +80,14 @@ async def watch(bootstrap: str, ids: set[str], deadline: float) -> tuple[int, in
 
 
 async def scenario(kafka: KafkaBroker, count: int, rate: float, timeout: float) -> int:
+    """Send transactions and show verdicts at the same time, until every one has one."""
+    ids = {transaction_id(SEED, i) for i in range(count)}
     deadline = time.monotonic() + timeout
-    ids_task = asyncio.create_task(produce(kafka.bootstrap, count, rate))
-    ids = set(await ids_task)
-    say(f"sent {len(ids)} transactions; waiting for verdicts")
-    verdicts, n_alerts, n_dead = await watch(kafka.bootstrap, ids, deadline)
+    say(f"sending {count} transactions at {rate:g}/s; verdicts follow as they arrive")
+    _, (verdicts, n_alerts, n_dead) = await asyncio.gather(
+        produce(kafka.bootstrap, count, rate, seed=SEED),
+        watch(kafka.bootstrap, ids, deadline),
+    )
     say(
         f"{verdicts}/{len(ids)} transactions have a verdict "
         f"({n_alerts} alerts, {n_dead} in the dead-letter topic)"
@@ -103,7 +107,6 @@ def main() -> int:
     ensure_venv()
     models = prepare_fraud_model(REPO / ".cache" / "models")
     workdir = Path(tempfile.mkdtemp(prefix="fraud-example-"))
-    worker: FaustWorker | None = None
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with KafkaBroker() as kafka, MLServer(models) as server:
@@ -114,13 +117,15 @@ def main() -> int:
             worker = FaustWorker("examples.fraud_detection.app", env, workdir, log_level="warn")
             worker.start()
             say(f"worker started (pid {worker.pid}, log {worker.log_path})")
-            return asyncio.run(scenario(kafka, args.count, args.rate, args.timeout))
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
+            try:
+                return asyncio.run(scenario(kafka, args.count, args.rate, args.timeout))
+            except KeyboardInterrupt:
+                say("interrupted")
+                return 130
+            finally:
+                # Before the broker goes: the worker commits its offsets on the way out.
+                worker.stop()
     finally:
-        if worker is not None:
-            worker.stop()
         say("stopped the worker, MLServer and Kafka")
 
 

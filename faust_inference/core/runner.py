@@ -77,12 +77,20 @@ class Outcome:
 
 
 class _Pending:
-    __slots__ = ("future", "input", "solo")
+    __slots__ = ("future", "input", "prior_attempts", "solo")
 
-    def __init__(self, value: Any, future: asyncio.Future[Outcome], solo: bool = False) -> None:
+    def __init__(
+        self,
+        value: Any,
+        future: asyncio.Future[Outcome],
+        solo: bool = False,
+        prior_attempts: int = 0,
+    ) -> None:
         self.input = value
         self.future = future
         self.solo = solo
+        """Sent alone, after its batch failed; its batch already used the retries."""
+        self.prior_attempts = prior_attempts
 
 
 # Errors that say the request itself is wrong. A batch that fails with one of
@@ -250,20 +258,27 @@ class InferenceRunner:
 
     async def _call(self, batch: list[_Pending]) -> None:
         assert self._slots is not None
+        if not batch:  # every caller of this batch gave up meanwhile
+            self._slots.release()
+            return
+        prior = batch[0].prior_attempts
         try:
-            if not batch:
-                return
             self.in_flight += 1
             try:
-                predictions, attempts, latency = await self._send([p.input for p in batch])
+                predictions, attempts, latency = await self._send(
+                    [p.input for p in batch], retry=not batch[0].solo, prior_attempts=prior
+                )
             finally:
                 self.in_flight -= 1
         except InferenceError as exc:
             self._slots.release()
             if len(batch) > 1 and _maybe_one_bad_input(exc):
-                # One event may be at fault: retry each alone, ahead of the queue.
+                # One event may be at fault: send each alone, ahead of the queue,
+                # once: the batch already had its retries.
                 for pending in reversed(batch):
-                    self._queue.appendleft(_Pending(pending.input, pending.future, solo=True))
+                    self._queue.appendleft(
+                        _Pending(pending.input, pending.future, True, exc.attempts)
+                    )
                 assert self._wakeup is not None
                 self._wakeup.set()
                 return
@@ -283,10 +298,16 @@ class InferenceRunner:
                     Outcome(output, self.name, version, latency, attempts, usage=usage)
                 )
 
-    async def _send(self, inputs: Sequence[Any]) -> tuple[Predictions, int, float]:
-        """One request with retries; returns the predictions, attempts and latency."""
+    async def _send(
+        self, inputs: Sequence[Any], *, retry: bool = True, prior_attempts: int = 0
+    ) -> tuple[Predictions, int, float]:
+        """One request with retries; returns the predictions, attempts and latency.
+
+        Attempts are counted from ``prior_attempts``: calls that already
+        carried these inputs in a batch that was then split.
+        """
         clock, timeout = self._clock, self.settings.timeout
-        attempt = 0
+        attempt = prior_attempts
         while True:
             attempt += 1
             started = clock.monotonic()
@@ -313,13 +334,14 @@ class InferenceRunner:
                 error.__cause__ = exc
             # An input the provider refused to encode was never sent.
             error.attempts = attempt - 1 if isinstance(error, InvalidInput) else attempt
-            if not isinstance(error, ProviderError) or not self._policy.should_retry(
-                error, attempt
+            here = attempt - prior_attempts
+            if not isinstance(error, ProviderError) or not (
+                retry and self._policy.should_retry(error, here)
             ):
                 if isinstance(error, ProviderError) and error.retryable and attempt > 1:
                     raise RetriesExhausted(error, attempt) from error
                 raise error
-            await clock.sleep(self._policy.delay(error, attempt))
+            await clock.sleep(self._policy.delay(error, here))
 
     async def _settle_failure(self, batch: list[_Pending], exc: InferenceError) -> None:
         """Resolve a failed batch through the fallback chain, or fail its futures."""

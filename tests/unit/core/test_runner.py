@@ -264,6 +264,24 @@ async def test_a_batch_failing_with_plain_500s_is_split_after_its_retries():
     a, bad, c = await asyncio.gather(*futures, return_exceptions=True)
     assert (a.output, c.output) == ("A", "C")
     assert isinstance(bad, RetriesExhausted) and bad.last_error.status == 500
+    # Two attempts as a batch, then one alone each: the split is not retried again.
+    assert [len(b) for b in provider.batches] == [3, 3, 1, 1, 1]
+    assert bad.attempts == 3 and a.attempts == 3
+
+
+@pytest.mark.asyncio
+async def test_callers_that_gave_up_do_not_leak_a_slot():
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    runner = make_runner(provider, max_concurrency=1)
+    busy = runner.submit(0)
+    await asyncio.sleep(0.01)
+    abandoned = runner.submit(1)
+    abandoned.cancel()
+    provider.gate.set()
+    await busy
+    assert (await runner.submit(2)).output == 4  # the slot came back
+    await runner.aclose()
 
 
 @pytest.mark.asyncio

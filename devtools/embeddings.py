@@ -47,13 +47,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -61,8 +58,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, Final, NoReturn
+
+try:
+    from devtools import _process
+except ImportError:  # run as a file (python devtools/embeddings.py), not with -m
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devtools import _process
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 CACHE_DIR: Final = REPO_ROOT / ".cache"
@@ -164,7 +166,6 @@ REQUIREMENTS: Final[tuple[str, ...]] = (
     "websockets==17.4",
 )
 
-_MARKER_NAME: Final = ".faust-inference-ready"
 # Bump when ensure_venv's steps change so existing venvs get rebuilt.
 _INSTALL_STEPS_VERSION: Final = 2
 # What the server imports at start-up; compiled to .pyc once at install.
@@ -174,18 +175,6 @@ _PREWARM_IMPORTS: Final = (
 )
 _DECOY_MODEL_NAME: Final = "unused-second-model-for-strict-names"
 _LOG_PREFIX: Final = "[embeddings]"
-
-# Runs inside the server's venv python before exec'ing infinity: asks the kernel
-# to SIGTERM the server when the thread that spawned it dies (even by SIGKILL),
-# so a crashed test run cannot leave a 1 GB server behind. argv[1] is the
-# spawning pid, to close the race where the parent died before prctl ran.
-_DIE_WITH_PARENT_SHIM: Final = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    os._exit(70)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
 
 
 def _log(message: str) -> None:
@@ -202,13 +191,6 @@ def _wanted_marker() -> str:
     version = f"python {sys.version_info.major}.{sys.version_info.minor}"
     steps = f"steps {_INSTALL_STEPS_VERSION}"
     return "\n".join((version, steps, UV_REQUIREMENT, *REQUIREMENTS)) + "\n"
-
-
-def _marker_ok(marker: Path, wanted: str) -> bool:
-    try:
-        return marker.read_text() == wanted
-    except OSError:
-        return False
 
 
 def ensure_venv(venv: Path = VENV_DIR) -> Path:
@@ -230,29 +212,21 @@ def ensure_venv(venv: Path = VENV_DIR) -> Path:
         subprocess.CalledProcessError: If venv creation or both the uv and
             the pip install fail.
     """
-    marker = venv / _MARKER_NAME
-    wanted = _wanted_marker()
-    if _marker_ok(marker, wanted):
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = venv.parent / (venv.name + ".lock")
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _marker_ok(marker, wanted):  # another process finished meanwhile
-            return venv
-        _log(f"creating {venv} (~1 min, ~4 GB: PyTorch needs its CUDA libraries)")
-        started = time.monotonic()
-        try:
-            _create_venv(venv)
-            _install_with_uv(venv)
-        except (subprocess.CalledProcessError, OSError) as exc:
-            _log(f"uv install failed ({exc}); retrying with pip (~3 min)")
-            _create_venv(venv)
-            _install_with_pip(venv)
-        _prewarm(venv)
-        marker.write_text(wanted)
-        _log(f"venv ready in {time.monotonic() - started:.0f}s")
-    return venv
+    return _process.install_once(venv, _wanted_marker(), _install)
+
+
+def _install(venv: Path) -> None:
+    _log(f"creating {venv} (~1 min, ~4 GB: PyTorch needs its CUDA libraries)")
+    started = time.monotonic()
+    try:
+        _create_venv(venv)
+        _install_with_uv(venv)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        _log(f"uv install failed ({exc}); retrying with pip (~3 min)")
+        _create_venv(venv)
+        _install_with_pip(venv)
+    _prewarm(venv)
+    _log(f"venv ready in {time.monotonic() - started:.0f}s")
 
 
 def _create_venv(venv: Path) -> None:
@@ -370,13 +344,6 @@ def model_dir(venv: Path = VENV_DIR) -> Path:
     return Path(out.stdout.strip())
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # Local requests must never go through an HTTP(S)_PROXY from the environment.
 _OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -404,7 +371,7 @@ class EmbeddingServerError(RuntimeError):
     """The embeddings server could not be started or did not become ready."""
 
 
-class EmbeddingServer:
+class EmbeddingServer(_process.Service):
     """An infinity-emb process serving all-MiniLM-L6-v2 on 127.0.0.1.
 
     Intended for pytest fixtures (usually session-scoped: start-up costs
@@ -425,7 +392,7 @@ class EmbeddingServer:
         self,
         *,
         venv: Path = VENV_DIR,
-        host: str = "127.0.0.1",
+        host: str = _process.LOOPBACK,
         port: int | None = None,
         log_path: Path | None = None,
         startup_timeout: float = 180.0,
@@ -540,7 +507,7 @@ class EmbeddingServer:
             return
 
     def _spawn(self, model: Path) -> None:
-        self._port = self._requested_port or _free_port(self._host)
+        self._port = self._requested_port or _process.free_ports(1, self._host)[0]
         self._log_path = self._log_path_arg or LOG_DIR / f"embeddings-{self._port}.log"
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         infinity = _venv_bin(self._venv, "infinity_emb")
@@ -557,10 +524,6 @@ class EmbeddingServer:
             per_model += ["--lengths-via-tokenize"]
             per_model += ["--model-warmup" if self._warmup else "--no-model-warmup"]
         command = [
-            str(_venv_bin(self._venv, "python")),
-            "-c",
-            _DIE_WITH_PARENT_SHIM,
-            str(os.getpid()),
             str(infinity),
             "v2",
             *per_model,
@@ -572,6 +535,11 @@ class EmbeddingServer:
             "/v1",
             *self._extra_args,
         ]
+        # SIGTERM the server when the thread that spawned it dies (even by
+        # SIGKILL), so a crashed test run cannot leave a 1 GB server behind.
+        # The shim runs in the server's own python, so no preexec_fn is needed.
+        python = _venv_bin(self._venv, "python")
+        command = _process.parent_death_command(python, signal.SIGTERM, command)
         with self._log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 command,
@@ -649,13 +617,7 @@ class EmbeddingServer:
             self._fail(f"probe embeddings request answered {status}: {str(body)[:300]}")
 
     def _log_tail(self, lines: int = 40) -> str:
-        if self._log_path is None:
-            return ""
-        try:
-            text = self._log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "" if self._log_path is None else _process.tail(self._log_path, lines)
 
     def _log_mentions(self, needle: str) -> bool:
         return needle.lower() in self._log_tail(200).lower()
@@ -668,45 +630,16 @@ class EmbeddingServer:
     def stop(self) -> None:
         """Stop the server and everything in its process group; idempotent.
 
-        Sends SIGTERM to the group, waits up to 10 s, then SIGKILLs it, so no
-        worker or child process survives.
+        Sends SIGTERM to the group, waits up to 10 s, then SIGKILLs whatever
+        is left of it (start_new_session made the server the group leader),
+        so no worker or child process survives.
         """
         proc, self._proc = self._proc, None
         if proc is None:
             return
         atexit.unregister(self.stop)
-        pgid = proc.pid  # start_new_session made it the group leader
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _log("server ignored SIGTERM for 10 s; sending SIGKILL")
-        # Leftover group members (if any) go too, whether or not the leader
-        # exited cleanly.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        proc.wait()
-
-    def __enter__(self) -> EmbeddingServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class _StopRequested(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequested(signum)
+        if _process.terminate_group(proc, 10):
+            _log("server ignored SIGTERM for 10 s and was SIGKILLed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -739,25 +672,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     server = EmbeddingServer(port=args.port, startup_timeout=args.timeout, warmup=args.warmup)
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.start()
-        print(f"EMBEDDINGS_URL={server.url}", flush=True)
-        while server.poll() is None:
-            time.sleep(0.5)
-        _log(f"server exited unexpectedly with code {server.poll()}; log: {server.log_path}")
-        return 1
-    except _StopRequested:
-        return 0
+        return _process.serve_until_signal(
+            server,
+            alive=lambda: server.poll() is None,
+            on_ready=lambda: print(f"EMBEDDINGS_URL={server.url}", flush=True),
+            on_death=lambda: _log(
+                f"server exited unexpectedly with code {server.poll()}; log: {server.log_path}"
+            ),
+        )
     except EmbeddingServerError as exc:
         _log(str(exc))
         return 1
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

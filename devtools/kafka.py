@@ -43,7 +43,6 @@ import argparse
 import atexit
 import base64
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -61,9 +60,14 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self
 
+try:
+    from devtools import _process
+except ImportError:  # run as a file (python devtools/kafka.py), not with -m
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devtools import _process
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
-    from types import TracebackType
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "BROKER_MAIN_CLASS",
@@ -95,7 +99,7 @@ STORAGE_TOOL_CLASS: Final = "kafka.tools.StorageTool"
 _DEVTOOLS_DIR: Final = Path(__file__).resolve().parent
 _REPO_ROOT: Final = _DEVTOOLS_DIR.parent
 _POM: Final = _DEVTOOLS_DIR / "kafka-pom.xml"
-_HOST: Final = "127.0.0.1"
+_HOST: Final = _process.LOOPBACK
 _VERSION_RE: Final = re.compile(r"^\d+\.\d+\.\d+(?:[.-][A-Za-z0-9]+)*$")
 _MARKER: Final = "libs.complete"
 _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")  # Debian's mvn colours even with -B
@@ -149,23 +153,6 @@ def _check_version(version: str) -> str:
     return version
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    """Return the last ``lines`` lines of a log file for error messages.
-
-    Args:
-        path: Log file; a missing one yields a placeholder.
-        lines: How many trailing lines to keep.
-
-    Returns:
-        The tail, or a note that the file does not exist.
-    """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"<{path} not readable>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _errors(path: Path, limit: int = 30) -> str:
     """Return the ERROR/FATAL lines of a broker log, each with its cause.
 
@@ -179,9 +166,8 @@ def _errors(path: Path, limit: int = 30) -> str:
     Returns:
         The matching lines plus the two lines after each (the exception).
     """
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+    lines = _process.read_lines(path)
+    if lines is None:
         return f"<{path} not readable>"
     picked: list[str] = []
     for index, line in enumerate(lines):
@@ -195,43 +181,6 @@ def _errors(path: Path, limit: int = 30) -> str:
 # --------------------------------------------------------------------------
 # Jar cache
 # --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``, waiting at most ``timeout``.
-
-    Why: pytest-xdist workers (or parallel CI steps) may all call
-    :func:`ensure_jars` at once; only one should run Maven.
-
-    Args:
-        path: Lock file to create/lock.
-        timeout: Seconds to wait for the lock before giving up.
-
-    Yields:
-        Nothing; the lock is held inside the ``with`` block.
-
-    Raises:
-        KafkaError: If the lock is not obtained in time.
-    """
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+b") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    msg = f"timed out after {timeout:.0f}s waiting for {path}"
-                    raise KafkaError(msg) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def ensure_jars(version: str | None = None, *, cache_dir: Path | None = None) -> Path:
@@ -260,7 +209,9 @@ def ensure_jars(version: str | None = None, *, cache_dir: Path | None = None) ->
     marker = root / _MARKER
     if marker.is_file() and libs.is_dir():
         return libs
-    with _file_lock(root.parent / f"kafka-{version}.lock", _FETCH_TIMEOUT_S):
+    # Parallel test workers or CI steps may all get here at once; one runs Maven.
+    lock = root.parent / f"kafka-{version}.lock"
+    with _process.file_lock(lock, _FETCH_TIMEOUT_S, error=KafkaError):
         if marker.is_file() and libs.is_dir():  # another process fetched it
             return libs
         mvn = shutil.which("mvn")
@@ -695,25 +646,6 @@ def _random_cluster_id() -> str:
             return text
 
 
-def _free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct currently-free TCP ports on 127.0.0.1.
-
-    All sockets are held open together so the ports differ; there is a small
-    window before Kafka binds them, which :meth:`KafkaBroker.start` covers by
-    retrying on a bind failure.
-    """
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((_HOST, 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _major(version: str) -> int:
     """Return the major number of a version string (``"4.1.1"`` -> 4)."""
     return int(version.split(".", 1)[0])
@@ -784,25 +716,7 @@ def _stop_live_brokers() -> None:
         broker.stop()
 
 
-def _child_setup(parent_pid: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
-    """Build a ``preexec_fn`` that ties the broker's life to this process.
-
-    ``PR_SET_PDEATHSIG`` makes Linux SIGKILL the JVM when the thread that
-    forked it dies, so a crashed or SIGKILLed test run leaves no orphan
-    broker. Because it follows the *thread*, it is only used when starting
-    from the main thread (see :class:`KafkaBroker`).
-    """
-
-    def setup() -> None:
-        if prctl is not None:
-            prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-            if os.getppid() != parent_pid:  # parent died before prctl
-                os._exit(1)
-
-    return setup
-
-
-class KafkaBroker:
+class KafkaBroker(_process.Service):
     """A single-node KRaft Kafka (broker + controller) on 127.0.0.1.
 
     Typical use::
@@ -994,19 +908,6 @@ class KafkaBroker:
         with _live_lock:
             _live_brokers.discard(self)
 
-    def __enter__(self) -> Self:
-        """Start the broker on entering a ``with`` block."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the broker when leaving the ``with`` block."""
-        self.stop()
-
     def __repr__(self) -> str:
         """Show version, address and state for test failure output."""
         where = self.bootstrap if self._port else "not started"
@@ -1063,9 +964,9 @@ class KafkaBroker:
         """Write config, format storage, start the JVM, wait for readiness."""
         if self._requested_port:
             self._port = self._requested_port
-            (self._controller_port,) = _free_ports(1)
+            (self._controller_port,) = _process.free_ports(1, _HOST)
         else:
-            self._port, self._controller_port = _free_ports(2)
+            self._port, self._controller_port = _process.free_ports(2, _HOST)
         workdir = Path(tempfile.mkdtemp(prefix="faust-inference-kafka-"))
         self._workdir = workdir
         data_dir = workdir / "data"
@@ -1101,12 +1002,13 @@ class KafkaBroker:
             BROKER_MAIN_CLASS,
             str(config),
         ]
+        # SIGKILL the JVM if this process dies, so a crashed or SIGKILLed test
+        # run leaves no orphan broker. The signal follows the thread that
+        # forks, hence by default only from the main thread.
         die = self._die_with_parent
         if die is None:
             die = threading.current_thread() is threading.main_thread()
-        prctl: Callable[..., int] | None = None
-        if die and sys.platform.startswith("linux"):
-            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        preexec = _process.parent_death_preexec(signal.SIGKILL) if die else None
         console = workdir / "console.log"
         with console.open("wb") as out:
             self._proc = subprocess.Popen(
@@ -1118,7 +1020,7 @@ class KafkaBroker:
                 # Own session: a Ctrl-C in the terminal reaches only Python,
                 # which then stops the broker in order.
                 start_new_session=True,
-                preexec_fn=_child_setup(os.getpid(), prctl),
+                preexec_fn=preexec,
             )
         proc = self._proc
         deadline = time.monotonic() + self._startup_timeout
@@ -1133,8 +1035,8 @@ class KafkaBroker:
             log = workdir / "server.log"
             msg = (
                 f"{exc}\n--- errors in {log} ---\n{_errors(log)}\n"
-                f"--- {log} (tail) ---\n{_tail(log, 20)}\n"
-                f"--- {console} (tail) ---\n{_tail(console)}"
+                f"--- {log} (tail) ---\n{_process.tail(log, 20)}\n"
+                f"--- {console} (tail) ---\n{_process.tail(console, 40)}"
             )
             raise KafkaError(msg) from None
 
@@ -1171,7 +1073,8 @@ class KafkaBroker:
         )
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         template = libs.parent / f"formatted-{digest}"
-        with _file_lock(libs.parent / "formatted.lock", _FORMAT_TIMEOUT_S + 30):
+        lock = libs.parent / "formatted.lock"
+        with _process.file_lock(lock, _FORMAT_TIMEOUT_S + 30, error=KafkaError):
             if not (template / "meta.properties").is_file():
                 staging = Path(tempfile.mkdtemp(prefix="formatted.tmp-", dir=libs.parent))
                 try:
@@ -1239,17 +1142,11 @@ class KafkaBroker:
         """Terminate the JVM (TERM, then KILL) and drop the temp dir."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                # A JVM dumping its class-sharing archive (first run only)
-                # needs extra seconds after Kafka itself has shut down.
-                grace = _CDS_DUMP_GRACE_S if self._cds_dump is not None else 0.0
-                proc.wait(timeout=self._stop_timeout + grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=10)
+            # A JVM dumping its class-sharing archive (first run only) needs
+            # extra seconds after Kafka itself has shut down. Its session
+            # holds nothing but the JVM.
+            grace = _CDS_DUMP_GRACE_S if self._cds_dump is not None else 0.0
+            _process.terminate_group(proc, self._stop_timeout + grace)
         if proc is not None:
             self._publish_cds_archive(proc.poll())
         if self._workdir is not None and not self._keep_workdir:
@@ -1266,30 +1163,23 @@ class KafkaBroker:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     """Run a broker until SIGINT/SIGTERM (``start`` sub-command)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     broker = KafkaBroker(args.version, port=args.port, keep_workdir=args.keep_workdir)
     started = time.monotonic()
-    broker.start()
-    try:
+
+    def ready() -> None:
         sys.stderr.write(
             f"Kafka {broker.version} ready in {time.monotonic() - started:.1f}s, "
             f"pid {broker.pid}, log {broker.log_path}\n"
         )
         sys.stdout.write(f"KAFKA_BOOTSTRAP={broker.bootstrap}\n")
         sys.stdout.flush()
-        while not stop.wait(1.0):
-            if not broker.running:
-                sys.stderr.write("Kafka broker exited unexpectedly\n")
-                return 1
-        return 0
-    finally:
-        broker.stop()
+
+    def died() -> None:
+        sys.stderr.write("Kafka broker exited unexpectedly\n")
+
+    return _process.serve_until_signal(
+        broker, alive=lambda: broker.running, on_ready=ready, on_death=died
+    )
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:

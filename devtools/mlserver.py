@@ -20,31 +20,32 @@ or from Python (e.g. a pytest fixture)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import IO, Any
+
+try:
+    from devtools import _process
+except ImportError:  # run as a file (python devtools/mlserver.py), not with -m
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devtools import _process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache"
 VENV_DIR = CACHE_DIR / "venv-mlserver"
 DEFAULT_MODELS_DIR = CACHE_DIR / "models"
 TRAIN_SCRIPT = REPO_ROOT / "examples" / "fraud_detection" / "train.py"
-HOST = "127.0.0.1"
+HOST = _process.LOOPBACK
 _EXC_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 
 # uvloop>=0.22 breaks MLServer 1.7.1 model loading with "There is no current
@@ -55,7 +56,6 @@ REQUIREMENTS: tuple[str, ...] = (
     "mlserver-sklearn==1.7.1",
     "uvloop<0.22",
 )
-_MARKER_NAME = ".faust-inference-ready"
 
 # Child-process environment defaults. OpenMP/BLAS thread pools spin on their
 # barriers; on a 2-core machine shared with Kafka and the test runner that
@@ -110,35 +110,27 @@ def ensure_venv(venv: Path = VENV_DIR) -> Path:
     Raises:
         MLServerError: If creating the venv or installing into it fails.
     """
-    marker = venv / _MARKER_NAME
-    wanted = "\n".join(REQUIREMENTS) + "\n"
-    if _marker_ok(marker, wanted):
-        return venv
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = venv.parent / (venv.name + ".lock")
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _marker_ok(marker, wanted):  # another process finished meanwhile
-            return venv
-        _log(f"creating {venv} with {' '.join(REQUIREMENTS)} (~1-2 min, ~530 MB)")
-        started = time.monotonic()
-        # --clear: wipe a half-built venv left by an interrupted install.
-        _run([sys.executable, "-m", "venv", "--clear", str(venv)], "venv creation")
-        _run(
-            [
-                str(_venv_bin(venv, "python")),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                *REQUIREMENTS,
-            ],
-            "pip install",
-        )
-        marker.write_text(wanted)
-        _log(f"venv ready in {time.monotonic() - started:.0f}s")
-    return venv
+    return _process.install_once(venv, "\n".join(REQUIREMENTS) + "\n", _install)
+
+
+def _install(venv: Path) -> None:
+    _log(f"creating {venv} with {' '.join(REQUIREMENTS)} (~1-2 min, ~530 MB)")
+    started = time.monotonic()
+    # --clear: wipe a half-built venv left by an interrupted install.
+    _run([sys.executable, "-m", "venv", "--clear", str(venv)], "venv creation")
+    _run(
+        [
+            str(_venv_bin(venv, "python")),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            *REQUIREMENTS,
+        ],
+        "pip install",
+    )
+    _log(f"venv ready in {time.monotonic() - started:.0f}s")
 
 
 def prepare_fraud_model(dest: Path = DEFAULT_MODELS_DIR, *, venv: Path | None = None) -> Path:
@@ -166,7 +158,7 @@ def prepare_fraud_model(dest: Path = DEFAULT_MODELS_DIR, *, venv: Path | None = 
     model = model_dir / "model.joblib"
     if (model_dir / "model-settings.json").is_file() and model.is_file():
         mtime = model.stat().st_mtime
-        deps = [venv / _MARKER_NAME, TRAIN_SCRIPT]
+        deps = [venv / _process.INSTALL_MARKER, TRAIN_SCRIPT]
         if all(mtime >= d.stat().st_mtime for d in deps if d.exists()):
             return dest
     _log(f"training example fraud model into {model_dir}")
@@ -186,50 +178,8 @@ def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None) -> Non
         raise MLServerError(f"{what} failed: {exc}") from exc
 
 
-def _marker_ok(marker: Path, wanted: str) -> bool:
-    try:
-        return marker.read_text() == wanted
-    except OSError:
-        return False
-
-
 def _log(msg: str) -> None:
     print(f"[mlserver] {msg}", file=sys.stderr, flush=True)
-
-
-def _free_ports(count: int) -> list[int]:
-    """Pick ``count`` distinct free TCP ports on ``HOST``.
-
-    All sockets stay bound until every port is chosen so the kernel cannot
-    hand out the same port twice. Another process may still grab one before
-    MLServer binds it; ``MLServer.start`` retries on that.
-    """
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL a process group; used as a last-resort finaliser."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -247,16 +197,15 @@ def _tail(path: Path, lines: int = 60) -> str:
     so the root cause can scroll out of a short tail; repeating the last
     ``SomethingError: ...`` line first keeps it visible in test output.
     """
-    try:
-        all_lines = path.read_text(errors="replace").splitlines()
-    except OSError:
+    all_lines = _process.read_lines(path)
+    if all_lines is None:
         return "<no log>"
     errors = [ln for ln in all_lines if _EXC_LINE.match(ln)]
     head = f"last error: {errors[-1]}\n" if errors else ""
     return head + "\n".join(all_lines[-lines:])
 
 
-class MLServer:
+class MLServer(_process.Service):
     """An MLServer subprocess serving every model under ``models_dir``.
 
     Ports are picked at ``start`` so parallel test sessions and a developer's
@@ -386,7 +335,7 @@ class MLServer:
                 raise
 
     def _spawn(self) -> None:
-        http_port, grpc_port, metrics_port = _free_ports(3)
+        http_port, grpc_port, metrics_port = _process.free_ports(3, HOST)
         self._ports = (http_port, grpc_port, metrics_port)
         settings: dict[str, Any] = {
             "debug": False,  # True enables per-request access logs and DEBUG logging
@@ -403,8 +352,15 @@ class MLServer:
 
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("wb")
-        self._proc = subprocess.Popen(
+        # SIGTERM to the server if the thread that started it dies (even by
+        # SIGKILL), so a killed test run or example leaves no server behind.
+        command = _process.parent_death_command(
+            _venv_bin(self.venv, "python"),
+            signal.SIGTERM,
             [str(_venv_bin(self.venv, "mlserver")), "start", str(self.models_dir)],
+        )
+        self._proc = subprocess.Popen(
+            command,
             cwd=self.models_dir,  # MLServer drops .envs/.metrics dirs into its cwd
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
@@ -413,7 +369,7 @@ class MLServer:
             start_new_session=True,  # own process group: stop() kills workers too
         )
         # Kill the group even if the owner forgets stop() (interpreter exit).
-        self._finalizer = weakref.finalize(self, _kill_group, self._proc.pid)
+        self._finalizer = weakref.finalize(self, _process.kill_group, self._proc.pid)
 
     def _wait_ready(self, models: list[str]) -> None:
         assert self._proc is not None
@@ -448,36 +404,13 @@ class MLServer:
         """
         proc, self._proc = self._proc, None
         if proc is not None:
-            pgid = proc.pid
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                _kill_group(pgid)
-                proc.wait()
-            deadline = time.monotonic() + 5
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                _kill_group(pgid)
-                time.sleep(0.05)
+            _process.terminate_group(proc, 10)
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-
-    def __enter__(self) -> MLServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _require_ports(self) -> tuple[int, int, int]:
         if self._ports is None:
@@ -488,37 +421,23 @@ class MLServer:
 # -- CLI ----------------------------------------------------------------
 
 
-class _Shutdown(BaseException):
-    """Raised from the signal handler to unwind into ``MLServer.stop``."""
-
-
 def _serve(models_dir: Path, timeout: float) -> int:
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set():  # second signal while stopping: ignore
-            return
-        stopping.set()
-        raise _Shutdown
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     server = MLServer(models_dir, startup_timeout=timeout)
-    try:
-        server.start()
+
+    def ready() -> None:
         print(f"MLSERVER_URL={server.url}", flush=True)
         _log(f"serving {server.model_names()} (pid {server.pid}, log {server.log_path})")
-        while server.running:
-            time.sleep(0.5)
+
+    def died() -> None:
         _log(f"MLServer died unexpectedly; log {server.log_path}:\n{_tail(server.log_path)}")
-        return 1
-    except _Shutdown:
-        _log("stopping")
-        return 0
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        server.stop()
+
+    return _process.serve_until_signal(
+        server,
+        alive=lambda: server.running,
+        on_ready=ready,
+        on_death=died,
+        on_signal=lambda: _log("stopping"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,6 +224,9 @@ def install(app: Any) -> ModelRegistry:
     app.on_before_shutdown.connect(close_models)
     # Keep a reference: the signal may hold its receivers weakly.
     app._faust_inference_close = close_models
+    from faust_inference.cli import register_command
+
+    register_command(app)
     return registry
 
 

@@ -10,7 +10,7 @@ def test_all_is_sorted_and_complete():
     for name in exported:
         assert hasattr(faust_inference, name), name
     public = {n for n in dir(faust_inference) if not n.startswith("_")}
-    modules = {"agent", "app", "config", "core", "exceptions", "providers", "results"}
+    modules = {"agent", "app", "cli", "config", "core", "exceptions", "providers", "results"}
     assert public - modules == set(exported) - {"__version__"}
 
 

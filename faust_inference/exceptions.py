@@ -106,39 +106,31 @@ class RemoteError(ProviderError):
 
     Attributes:
         status: the HTTP status code.
+        retry_after: seconds the server asked us to wait (``Retry-After``), if it said.
     """
 
-    def __init__(self, message: str, *, status: int) -> None:
+    default_status = 400
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = self.default_status if status is None else status
+        self.retry_after = retry_after
 
 
 class RateLimited(RemoteError):
-    """The server asked us to slow down (HTTP 429).
-
-    Attributes:
-        retry_after: seconds the server asked us to wait, when it said.
-    """
+    """The server asked us to slow down (HTTP 429)."""
 
     retryable = True
-
-    def __init__(
-        self, message: str, *, status: int = 429, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
+    default_status = 429
 
 
 class ServerError(RemoteError):
     """The server failed (HTTP 5xx); the same request may succeed later."""
 
     retryable = True
-
-    def __init__(
-        self, message: str, *, status: int = 500, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
+    default_status = 500
 
 
 class ClientError(RemoteError):

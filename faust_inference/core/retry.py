@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from faust_inference.config import RetrySettings
-from faust_inference.exceptions import ProviderError, RateLimited, ServerError
+from faust_inference.exceptions import ProviderError, RemoteError
 
 __all__ = ["RetryPolicy"]
 
@@ -49,7 +49,7 @@ class RetryPolicy:
     def delay(self, error: ProviderError, attempt: int) -> float:
         """The wait before retrying after ``error``, honouring ``Retry-After``."""
         wait = self.backoff(attempt)
-        retry_after = error.retry_after if isinstance(error, (RateLimited, ServerError)) else None
+        retry_after = error.retry_after if isinstance(error, RemoteError) else None
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.settings.max_retry_after))
         return wait

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -21,13 +22,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Provider
 from faust_inference.exceptions import ConfigurationError
-from faust_inference.providers.transport import TransportPool
+from faust_inference.providers.transport import HttpTransport, TransportPool
 
 __all__ = [
+    "JsonEndpoint",
     "ProviderFactory",
     "ProviderOptions",
     "available_providers",
     "create_provider",
+    "json_endpoint",
     "parse_options",
     "resolve_api_key",
 ]
@@ -116,6 +119,51 @@ def resolve_api_key(
             f"{where} (or pass api_key_env= to name another variable)"
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonEndpoint:
+    """One URL of a model server, with the headers every request to it carries.
+
+    Providers post through this so that credentials travel in one place and
+    are scrubbed from every error; the repr shows the URL only.
+    """
+
+    url: str
+    transport: HttpTransport
+    headers: Mapping[str, str]
+    secrets: tuple[str, ...] = ()
+
+    async def post(self, body: Any) -> Any:
+        """POST ``body`` as JSON; the decoded answer, or one of our errors."""
+        return await self.transport.post_json(
+            self.url, body, headers=self.headers, secrets=self.secrets
+        )
+
+    def __repr__(self) -> str:
+        return f"JsonEndpoint({self.url!r})"
+
+
+def json_endpoint(
+    settings: ModelSettings,
+    transports: TransportPool,
+    url: str,
+    *,
+    default_env: str | None = None,
+    required: bool = False,
+    auth_header: str = "Authorization",
+    auth_scheme: str = "Bearer",
+) -> JsonEndpoint:
+    """The endpoint for ``url``, with the model's headers and API key (if any).
+
+    Raises:
+        ConfigurationError: ``required`` and no API key is configured.
+    """
+    key = resolve_api_key(settings, default_env=default_env, required=required)
+    headers = dict(settings.headers)
+    if key:
+        headers[auth_header] = f"{auth_scheme} {key}" if auth_scheme else key
+    return JsonEndpoint(url, transports.get(url), headers, (key,) if key else ())
 
 
 def describe(value: Any) -> str:

@@ -28,8 +28,13 @@ from typing import Any
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import ConfigurationError, InferenceError, ResponseDecodeError
-from faust_inference.providers.base import ProviderOptions, parse_options, resolve_api_key
-from faust_inference.providers.transport import HttpTransport, TransportPool
+from faust_inference.providers.base import (
+    JsonEndpoint,
+    ProviderOptions,
+    json_endpoint,
+    parse_options,
+)
+from faust_inference.providers.transport import TransportPool
 
 __all__ = ["HttpOptions", "HttpProvider", "create"]
 
@@ -58,26 +63,15 @@ class HttpProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(
-        self,
-        url: str,
-        options: HttpOptions,
-        transport: HttpTransport,
-        headers: dict[str, str],
-        secrets: tuple[str, ...],
-    ) -> None:
-        self.url = url
+    def __init__(self, options: HttpOptions, endpoint: JsonEndpoint) -> None:
         self.options = options
-        self._transport = transport
-        self._headers = headers
-        self._secrets = secrets
+        self.endpoint = endpoint
+        self.url = endpoint.url
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """One request for the whole batch."""
         body = self.options.request_builder(list(inputs))
-        answer = await self._transport.post_json(
-            self.url, body, headers=self._headers, secrets=self._secrets
-        )
+        answer = await self.endpoint.post(body)
         try:
             outputs = self.options.response_parser(answer, len(inputs))
         except InferenceError:
@@ -99,9 +93,7 @@ def create(settings: ModelSettings, transports: TransportPool) -> HttpProvider:
         raise ConfigurationError(f"model {settings.name!r}: the http provider needs endpoint=")
     path = options.path if not options.path or options.path.startswith("/") else f"/{options.path}"
     url = f"{settings.endpoint}{path}"
-    headers = dict(settings.headers)
-    key = resolve_api_key(settings, default_env=None, required=False)
-    if key:
-        scheme = f"{options.auth_scheme} " if options.auth_scheme else ""
-        headers[options.auth_header] = f"{scheme}{key}"
-    return HttpProvider(url, options, transports.get(url), headers, (key,) if key else ())
+    endpoint = json_endpoint(
+        settings, transports, url, auth_header=options.auth_header, auth_scheme=options.auth_scheme
+    )
+    return HttpProvider(options, endpoint)

@@ -35,8 +35,14 @@ from urllib.parse import quote
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.base import ProviderOptions, describe, parse_options, resolve_api_key
-from faust_inference.providers.transport import HttpTransport, TransportPool
+from faust_inference.providers.base import (
+    JsonEndpoint,
+    ProviderOptions,
+    describe,
+    json_endpoint,
+    parse_options,
+)
+from faust_inference.providers.transport import TransportPool
 
 __all__ = ["KServeOptions", "KServeProvider", "create"]
 
@@ -61,23 +67,10 @@ class KServeProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(
-        self,
-        settings: ModelSettings,
-        options: KServeOptions,
-        transport: HttpTransport,
-        headers: dict[str, str],
-        secrets: tuple[str, ...] = (),
-    ) -> None:
-        assert settings.endpoint is not None
-        path = f"/v2/models/{quote(settings.target, safe='')}"
-        if settings.version and options.version_in_path:
-            path += f"/versions/{quote(settings.version, safe='')}"
-        self.url = f"{settings.endpoint}{path}/infer"
+    def __init__(self, options: KServeOptions, endpoint: JsonEndpoint) -> None:
         self.options = options
-        self._transport = transport
-        self._headers = headers
-        self._secrets = secrets
+        self.endpoint = endpoint
+        self.url = endpoint.url
         self._expected_shape = tuple(options.shape) if options.shape is not None else None
         self._requested = [{"name": n} for n in options.outputs] if options.outputs else None
 
@@ -88,9 +81,7 @@ class KServeProvider:
             body["outputs"] = self._requested
         if self.options.parameters:
             body["parameters"] = self.options.parameters
-        answer = await self._transport.post_json(
-            self.url, body, headers=self._headers, secrets=self._secrets
-        )
+        answer = await self.endpoint.post(body)
         return Predictions(self._decode(answer, len(inputs)), model_version=_version(answer))
 
     async def aclose(self) -> None:
@@ -159,13 +150,11 @@ def create(settings: ModelSettings, transports: TransportPool) -> KServeProvider
             f"model {settings.name!r}: the kserve provider needs endpoint= "
             "(for example http://127.0.0.1:8080)"
         )
-    headers = dict(settings.headers)
-    key = resolve_api_key(settings, default_env=None, required=False)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    return KServeProvider(
-        settings, options, transports.get(settings.endpoint), headers, (key,) if key else ()
-    )
+    path = f"/v2/models/{quote(settings.target, safe='')}"
+    if settings.version and options.version_in_path:
+        path += f"/versions/{quote(settings.version, safe='')}"
+    url = f"{settings.endpoint}{path}/infer"
+    return KServeProvider(options, json_endpoint(settings, transports, url))
 
 
 def _version(answer: Any) -> str | None:

@@ -35,8 +35,14 @@ from urllib.parse import urlsplit
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.base import ProviderOptions, describe, parse_options, resolve_api_key
-from faust_inference.providers.transport import HttpTransport, TransportPool
+from faust_inference.providers.base import (
+    JsonEndpoint,
+    ProviderOptions,
+    describe,
+    json_endpoint,
+    parse_options,
+)
+from faust_inference.providers.transport import TransportPool
 from faust_inference.results import Usage
 
 __all__ = ["OpenAIOptions", "OpenAIProvider", "create"]
@@ -56,22 +62,14 @@ class OpenAIProvider:
     """Chat completions (one input per call) or embeddings (batched)."""
 
     def __init__(
-        self,
-        settings: ModelSettings,
-        options: OpenAIOptions,
-        transport: HttpTransport,
-        headers: dict[str, str],
-        secrets: tuple[str, ...],
+        self, settings: ModelSettings, options: OpenAIOptions, endpoint: JsonEndpoint
     ) -> None:
-        endpoint = settings.endpoint or DEFAULT_ENDPOINT
         self.embedding = settings.task == "embedding"
-        self.url = f"{endpoint}/embeddings" if self.embedding else f"{endpoint}/chat/completions"
         self.max_batch_size: int | None = None if self.embedding else 1
         self.model = settings.target
         self.options = options
-        self._transport = transport
-        self._headers = headers
-        self._secrets = secrets
+        self.endpoint = endpoint
+        self.url = endpoint.url
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """Embed a batch, or complete one chat."""
@@ -130,9 +128,7 @@ class OpenAIProvider:
         return Predictions([content], usage=_usage(answer))
 
     async def _post(self, body: dict[str, Any]) -> Any:
-        return await self._transport.post_json(
-            self.url, body, headers=self._headers, secrets=self._secrets
-        )
+        return await self.endpoint.post(body)
 
 
 def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider:
@@ -145,13 +141,11 @@ def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider
         )
     endpoint = settings.endpoint or DEFAULT_ENDPOINT
     hosted = (urlsplit(endpoint).hostname or "").endswith("openai.com")
-    key = resolve_api_key(settings, default_env="OPENAI_API_KEY", required=hosted)
-    headers = dict(settings.headers)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    return OpenAIProvider(
-        settings, options, transports.get(endpoint), headers, (key,) if key else ()
+    path = "/embeddings" if settings.task == "embedding" else "/chat/completions"
+    target = json_endpoint(
+        settings, transports, endpoint + path, default_env="OPENAI_API_KEY", required=hosted
     )
+    return OpenAIProvider(settings, options, target)
 
 
 def _usage(answer: Any) -> Usage | None:

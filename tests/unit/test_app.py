@@ -61,7 +61,8 @@ def test_missing_api_key_names_the_environment_variable(monkeypatch):
     m = ModelRegistry().register(
         "gpt", provider="openai", task="text_generation", api_key_env="MY_KEY"
     )
-    assert m.runner.provider._headers["Authorization"] == "Bearer sk-from-env-123456"
+    assert m.runner.provider.endpoint.headers["Authorization"] == "Bearer sk-from-env-123456"
+    assert "sk-from-env" not in repr(m.runner.provider.endpoint)
 
 
 def test_secrets_stay_out_of_reprs_errors_and_logs(caplog):

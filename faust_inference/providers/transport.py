@@ -180,7 +180,7 @@ def status_error(
         return RateLimited(message, status=status, retry_after=retry_after)
     if status >= 500 or status == 408:
         return ServerError(message, status=status, retry_after=retry_after)
-    return ClientError(message, status=status)
+    return ClientError(message, status=status, retry_after=retry_after)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
@@ -30,6 +31,8 @@ from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.results import DeadLetter
 
 __all__ = ["infer"]
+
+logger = logging.getLogger(__name__)
 
 AgentFun = TypeVar("AgentFun", bound=Callable[..., Any])
 
@@ -138,6 +141,19 @@ def _stream_inference(
             offset=envelope.offset,
         )
         await dlq_topic.send(key=envelope.key, value=letter.as_dict())
+        # One line per dead letter: they are rare by design, and each one is a
+        # question someone will ask ("where did event X go?").
+        logger.warning(
+            "model %r: event at %s[%s]@%s dead-lettered to %s after %d attempt(s): %s: %s",
+            model.name,
+            letter.topic,
+            letter.partition,
+            letter.offset,
+            dlq_topic.get_topic_name(),
+            letter.attempts,
+            letter.error_class,
+            letter.error,
+        )
 
     return StreamInference(
         model.runner,

@@ -13,6 +13,7 @@ company. This adapts the batch size to the load without any tuning.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,8 @@ from faust_inference.exceptions import (
 from faust_inference.results import Usage
 
 __all__ = ["Clock", "InferenceRunner", "LoopClock", "Outcome"]
+
+logger = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -341,7 +344,16 @@ class InferenceRunner:
                 if isinstance(error, ProviderError) and error.retryable and attempt > 1:
                     raise RetriesExhausted(error, attempt) from error
                 raise error
-            await clock.sleep(self._policy.delay(error, here))
+            delay = self._policy.delay(error, here)
+            logger.debug(
+                "model %r: attempt %d failed (%s: %s); retrying in %.3fs",
+                self.name,
+                attempt,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            await clock.sleep(delay)
 
     async def _settle_failure(self, batch: list[_Pending], exc: InferenceError) -> None:
         """Resolve a failed batch through the fallback chain, or fail its futures."""

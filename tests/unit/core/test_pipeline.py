@@ -190,3 +190,21 @@ async def test_batches_form_across_lanes():
     assert len(got) == 16
     assert max(len(b) for b in provider.batches) == 8
     await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_agents_sharing_a_model_share_its_in_flight_cap():
+    provider = FakeProvider(delay=0.005)
+    runner = runner_for(provider, max_concurrency=3)
+
+    async def ack(env):
+        pass
+
+    async def agent(values):
+        return [r.output async for r in StreamInference(runner, envelopes(values), ack=ack)]
+
+    first, second = await asyncio.gather(agent(range(40)), agent(range(100, 140)))
+    assert sorted(first) == [2 * v for v in range(40)]
+    assert sorted(second) == [2 * v for v in range(100, 140)]
+    assert provider.peak == 3
+    await runner.aclose()

@@ -75,17 +75,35 @@ def infer(
                 stream, model, prepare, dead_letter, ordered=ordered, max_pending=pending
             )
 
+        # When the agent's own code raises on a result, that event is
+        # dead-lettered (with the agent's error) and the agent function is
+        # called again on the same pipeline: the events in flight stay with
+        # it. Letting Faust restart the agent instead would strand them
+        # unacknowledged, blocking commits and every later rebalance.
         if inspect.isasyncgenfunction(fun):
 
             async def agen_agent(stream: Any) -> AsyncIterator[Any]:
-                async for value in fun(results(stream)):
-                    yield value
+                pipeline = results(stream)
+                while True:
+                    try:
+                        async for value in fun(pipeline):
+                            yield value
+                        return
+                    except Exception as exc:
+                        if not await _survive(pipeline, exc):
+                            raise
 
             wrapper: Callable[..., Any] = agen_agent
         else:
 
             async def agent(stream: Any) -> Any:
-                return await fun(results(stream))
+                pipeline = results(stream)
+                while True:
+                    try:
+                        return await fun(pipeline)
+                    except Exception as exc:
+                        if not await _survive(pipeline, exc):
+                            raise
 
             wrapper = agent
         functools.update_wrapper(wrapper, fun)
@@ -95,6 +113,15 @@ def infer(
         return cast(AgentFun, wrapper)
 
     return decorate
+
+
+async def _survive(pipeline: StreamInference[Any], exc: Exception) -> bool:
+    """Whether the agent may go on after ``exc``: it failed on one result only."""
+    if not pipeline.holding:
+        return False  # raised outside a result: let Faust handle the crash
+    if await pipeline.reject_current(exc):
+        logger.warning("the agent raised on a result: its event was dead-lettered", exc_info=exc)
+    return True
 
 
 def _stream_inference(

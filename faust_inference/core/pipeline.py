@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from faust_inference.exceptions import InferenceError, InvalidInput
 from faust_inference.results import InferenceResult
 
 __all__ = ["Envelope", "StreamInference"]
+
+logger = logging.getLogger(__name__)
 
 H = TypeVar("H")
 
@@ -115,9 +118,46 @@ class StreamInference(Generic[H]):
         self._open = 0
         self._source_done = False
         self._source_error: BaseException | None = None
+        self._current: _Entry | None = None
+        self._iterator: AsyncIterator[InferenceResult[Any]] | None = None
 
     def __aiter__(self) -> AsyncIterator[InferenceResult[Any]]:
-        return self._results()
+        # One iterator for the pipeline's life: an agent that raised can
+        # iterate again and carry on after the result it failed on.
+        if self._iterator is None:
+            self._iterator = self._results()
+        return self._iterator
+
+    @property
+    def holding(self) -> bool:
+        """Whether the agent holds a result right now (between two iterations)."""
+        return self._current is not None
+
+    async def reject_current(self, error: BaseException) -> bool:
+        """The agent failed while handling the last result: dead-letter that event.
+
+        Without a dead-letter callback the event is only reported (logged);
+        either way it counts as handled, so iterating again continues with
+        the next result and the event's offset can be committed.
+
+        Returns:
+            Whether a dead letter was sent.
+        """
+        entry, self._current = self._current, None
+        if entry is None:
+            return False
+        if self._dead_letter is None:
+            logger.error(
+                "model %r: the agent raised on the result of the event at partition %s, "
+                "offset %s, which is skipped (pass dead_letter= to keep such events)",
+                self._runner.name,
+                entry.envelope.partition,
+                entry.envelope.offset,
+                exc_info=error,
+            )
+            return False
+        await self._dead_letter(entry.envelope, error)
+        return True
 
     async def _results(self) -> AsyncIterator[InferenceResult[Any]]:
         reader = asyncio.get_running_loop().create_task(self._read())
@@ -136,8 +176,11 @@ class StreamInference(Generic[H]):
                 if entry.error is not None and self._dead_letter is not None:
                     await self._dead_letter(entry.envelope, entry.error)
                 else:
+                    self._current = entry
                     yield self._result(entry)
-                # The agent asked for the next result: it is done with this one.
+                    self._current = None
+                # The agent asked for the next result (or was done with this
+                # one through reject_current): acknowledge it.
                 await self._handled(entry)
         finally:
             reader.cancel()

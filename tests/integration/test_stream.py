@@ -68,3 +68,21 @@ async def test_every_event_is_scored_in_order_or_dead_lettered(kafka, mlserver, 
     for r in out[:: len(out) // 5]:
         assert await direct.predict(x_by_id[r["id"]]) == pytest.approx(r["output"], abs=1e-12)
     await registry.aclose()
+
+
+async def test_an_agent_that_raises_dead_letters_that_event_and_goes_on(kafka, mlserver, tmp_path):
+    env = scoring_env(kafka, mlserver.url, RAISE_ON="e00010,e00150")
+    sent = list(events(200, 10_000))
+    worker = Worker("tests.integration.apps.scoring", env, tmp_path).start()
+    try:
+        async with Collector(kafka.bootstrap, env["OUT_TOPIC"], env["DLQ_TOPIC"]) as seen:
+            await produce(kafka.bootstrap, env["IN_TOPIC"], sent, key=lambda e: e["id"])
+            out, dlq = seen.records[env["OUT_TOPIC"]], seen.records[env["DLQ_TOPIC"]]
+            await seen.wait_for(lambda: len(out) + len(dlq) >= 200, 120, workers=[worker])
+        worker.assert_alive()
+    finally:
+        worker.stop()
+    assert sorted(d["event"]["id"] for d in dlq) == ["e00010", "e00150"]
+    assert {d["error_class"] for d in dlq} == {"RuntimeError"}
+    assert "agent bug on e00010" in {d["error"] for d in dlq}
+    assert {r["id"] for r in out} == {e["id"] for e in sent} - {"e00010", "e00150"}

@@ -50,6 +50,9 @@ def take_input(event: dict[str, object]) -> object:
     return event["x"]
 
 
+# Ids whose result makes the agent itself raise (a bug in user code, simulated).
+RAISE_ON = set(filter(None, env("RAISE_ON", "").split(",")))
+
 source = app.topic(env("IN_TOPIC", "in"), value_serializer="json")
 sink = app.topic(env("OUT_TOPIC", "out"), value_serializer="json")
 
@@ -58,6 +61,8 @@ sink = app.topic(env("OUT_TOPIC", "out"), value_serializer="json")
 @infer(model, dead_letter=env("DLQ_TOPIC", "dlq"), ordered=env("ORDERED", "1") == "1")
 async def score(results):  # type: ignore[no-untyped-def]
     async for r in results:
+        if r.event["id"] in RAISE_ON:
+            raise RuntimeError(f"agent bug on {r.event['id']}")
         await sink.send(
             key=r.event["id"],
             value={

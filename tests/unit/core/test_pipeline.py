@@ -208,3 +208,36 @@ async def test_agents_sharing_a_model_share_its_in_flight_cap():
     assert sorted(second) == [2 * v for v in range(100, 140)]
     assert provider.peak == 3
     await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_an_agent_that_raises_on_a_result_dead_letters_it_and_carries_on():
+    runner = runner_for(FakeProvider())
+    log = []
+
+    async def ack(env):
+        log.append(("ack", env.value))
+
+    async def dead_letter(env, error):
+        log.append(("dead", env.value, str(error)))
+
+    pipeline = StreamInference(runner, envelopes(range(5), lanes=1), ack=ack,
+                               dead_letter=dead_letter)
+    seen = []
+
+    async def agent():
+        async for r in pipeline:
+            if r.event == 2 and 2 not in seen:
+                seen.append(2)
+                raise KeyError("no such customer")
+            seen.append(r.event)
+
+    with pytest.raises(KeyError):
+        await agent()
+    assert pipeline.holding
+    assert await pipeline.reject_current(KeyError("no such customer")) is True
+    await agent()  # called again, as infer() does: it continues after event 2
+    assert seen == [0, 1, 2, 3, 4]
+    assert log == [("ack", 0), ("ack", 1), ("dead", 2, "'no such customer'"), ("ack", 2),
+                   ("ack", 3), ("ack", 4)]
+    await runner.aclose()

@@ -167,6 +167,9 @@ def _stream_inference(
             partition=envelope.partition,
             offset=envelope.offset,
         )
+        # Created like Faust creates an agent's own topics (once; cached), so
+        # dead letters do not depend on the broker auto-creating topics.
+        await dlq_topic.maybe_declare()
         await dlq_topic.send(key=envelope.key, value=letter.as_dict())
         # One line per dead letter: they are rare by design, and each one is a
         # question someone will ask ("where did event X go?").

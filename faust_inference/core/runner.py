@@ -18,9 +18,10 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from faust_inference.config import ModelSettings
+from faust_inference.core.clock import Clock, LoopClock
 from faust_inference.core.provider import Predictions, Provider
 from faust_inference.core.retry import RetryPolicy
 from faust_inference.exceptions import (
@@ -35,35 +36,9 @@ from faust_inference.exceptions import (
 )
 from faust_inference.results import Usage
 
-__all__ = ["Clock", "InferenceRunner", "LoopClock", "Outcome"]
+__all__ = ["InferenceRunner", "Outcome"]
 
 logger = logging.getLogger(__name__)
-
-
-class Clock(Protocol):
-    """Time as the runner sees it; replaced in tests so that backoff takes no time."""
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary point; only differences matter."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        ...
-
-
-class LoopClock:
-    """The running event loop's clock."""
-
-    __slots__ = ()
-
-    def monotonic(self) -> float:
-        """The loop's time."""
-        return asyncio.get_running_loop().time()
-
-    async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep``."""
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True, slots=True)

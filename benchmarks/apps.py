@@ -102,8 +102,3 @@ else:
     async def bare(stream):  # type: ignore[no-untyped-def]
         async for event in stream:
             await sink.send(value={"id": event["id"], "p": event["x"]})
-
-if env("BENCH_SWITCH_INTERVAL"):
-    import sys
-
-    sys.setswitchinterval(float(env("BENCH_SWITCH_INTERVAL", "0.005")))

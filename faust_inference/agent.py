@@ -67,10 +67,12 @@ def infer(
     """
     settings = model.settings
     pending = max_pending or max(64, 2 * settings.max_concurrency * settings.batch_size)
-    prepare = preprocess or model.preprocessor
 
     def decorate(fun: AgentFun) -> AgentFun:
         def results(stream: Any) -> StreamInference[Any]:
+            # Looked up when the agent starts, so that the preprocessor may be
+            # registered anywhere in the module, even below the agent.
+            prepare = preprocess or model.preprocessor
             return _stream_inference(
                 stream, model, prepare, dead_letter, ordered=ordered, max_pending=pending
             )

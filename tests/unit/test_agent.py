@@ -96,3 +96,26 @@ async def until(condition, timeout=5.0):
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+@pytest.mark.asyncio
+async def test_the_preprocessor_may_be_registered_after_the_agent(app):
+    s = ModelSettings(name="late", provider="fake", batch_timeout=0)
+    model = RemoteModel(s, InferenceRunner(FakeProvider(), s, clock=FakeClock()))
+    seen = []
+
+    @app.agent(app.topic("txs4", value_type=Tx))
+    @infer(model)
+    async def score(results):
+        async for r in results:
+            seen.append(r.output)
+
+    @model.preprocess
+    def amount(tx):
+        return tx.amount
+
+    async with score.test_context() as agent:
+        await agent.put(Tx(id="a", amount=5.0))
+        await until(lambda: len(seen) == 1)
+    assert seen == [10.0]
+    await model.aclose()

@@ -337,7 +337,14 @@ class InferenceRunner:
             return
         if not isinstance(exc, InvalidInput):
             if self.settings.fallback and self._lookup_fallback is not None:
-                other = self._lookup_fallback(self.settings.fallback)
+                try:
+                    other = self._lookup_fallback(self.settings.fallback)
+                except InferenceError as missing:
+                    # Never leave callers waiting: they get the model's own error.
+                    logger.error("model %r: fallback unavailable: %s", self.name, missing)
+                    for p in pending:
+                        _fail(p.future, exc)
+                    return
                 results = await asyncio.gather(
                     *(other.submit(p.input) for p in pending), return_exceptions=True
                 )

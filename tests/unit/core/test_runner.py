@@ -295,3 +295,21 @@ async def test_unavailable_servers_do_not_split_batches():
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert all(isinstance(r, RetriesExhausted) for r in results)
     assert [len(b) for b in provider.batches] == [4, 4]  # two attempts, never split
+
+
+@pytest.mark.asyncio
+async def test_a_missing_fallback_fails_the_call_instead_of_hanging():
+    from faust_inference import ModelNotFound
+
+    def lookup(name):
+        raise ModelNotFound(f"no model named {name!r}")
+
+    settings = ModelSettings(name="p", provider="fake", retries=0, fallback="gone",
+                             batch_timeout=0)
+    runner = InferenceRunner(
+        FakeProvider(fail_on=lambda _: ServerError("down", status=503)), settings,
+        clock=FakeClock(), fallback=lookup,
+    )
+    with pytest.raises(ServerError):
+        await asyncio.wait_for(runner.predict(1), 5)
+    await runner.aclose()

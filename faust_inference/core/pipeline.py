@@ -200,7 +200,6 @@ class StreamInference(Generic[H]):
                     self._unacked.setdefault(lane, deque()).append(entry)
                 try:
                     value = envelope.value if prepare is None else prepare(envelope.value)
-                    future = runner.submit(value)
                 except InferenceError as exc:
                     self._finish(entry, exc)
                     continue
@@ -211,6 +210,9 @@ class StreamInference(Generic[H]):
                     error.__cause__ = exc
                     self._finish(entry, error)
                     continue
+                # Outside the try: a closed runner (the worker is stopping) is
+                # not the event's fault and must not dead-letter it.
+                future = runner.submit(value)
                 entry.future = future
                 future.add_done_callback(functools.partial(self._on_outcome, entry))
         except Exception as exc:

@@ -29,6 +29,10 @@ def runner_for(provider, **settings):
     )
 
 
+async def ACK(envelope):
+    """An ack callback for tests that do not look at acknowledgements."""
+
+
 async def envelopes(values, lanes=2, log=None):
     for i, v in enumerate(values):
         if log is not None:
@@ -127,10 +131,8 @@ async def test_without_dead_letters_failures_reach_the_agent():
             raise ValueError("amount must be a number")
         return 1
 
-    async def ack(env):
-        pass
 
-    pipeline = StreamInference(runner, envelopes(["ok", "bad"], lanes=1), ack=ack, prepare=prepare)
+    pipeline = StreamInference(runner, envelopes(["ok", "bad"], lanes=1), ack=ACK, prepare=prepare)
     ok, bad = [r async for r in pipeline]
     assert ok.ok and ok.output == 2
     assert not bad.ok and bad.output is None
@@ -146,10 +148,8 @@ async def test_reading_pauses_at_max_pending():
     runner = runner_for(provider)
     pulled = []
 
-    async def ack(env):
-        pass
 
-    pipeline = StreamInference(runner, envelopes(range(100), log=pulled), ack=ack, max_pending=8)
+    pipeline = StreamInference(runner, envelopes(range(100), log=pulled), ack=ACK, max_pending=8)
     results = aiter(pipeline)
     consumer = asyncio.create_task(anext(results))
     await asyncio.sleep(0.02)
@@ -169,11 +169,9 @@ async def test_a_failing_source_surfaces_in_the_agent():
         yield Envelope(value=1, lane=0, handle=0)
         raise RuntimeError("broker gone")
 
-    async def ack(env):
-        pass
 
     with pytest.raises(RuntimeError, match="broker gone"):
-        async for _ in StreamInference(runner, broken(), ack=ack):
+        async for _ in StreamInference(runner, broken(), ack=ACK):
             pass
     await runner.aclose()
 
@@ -183,10 +181,8 @@ async def test_batches_form_across_lanes():
     provider = FakeProvider()
     runner = runner_for(provider, batch_size=8, max_concurrency=1, batch_timeout=0.01)
 
-    async def ack(env):
-        pass
 
-    got = [r async for r in StreamInference(runner, envelopes(range(16), lanes=4), ack=ack)]
+    got = [r async for r in StreamInference(runner, envelopes(range(16), lanes=4), ack=ACK)]
     assert len(got) == 16
     assert max(len(b) for b in provider.batches) == 8
     await runner.aclose()
@@ -197,11 +193,9 @@ async def test_agents_sharing_a_model_share_its_in_flight_cap():
     provider = FakeProvider(delay=0.005)
     runner = runner_for(provider, max_concurrency=3)
 
-    async def ack(env):
-        pass
 
     async def agent(values):
-        return [r.output async for r in StreamInference(runner, envelopes(values), ack=ack)]
+        return [r.output async for r in StreamInference(runner, envelopes(values), ack=ACK)]
 
     first, second = await asyncio.gather(agent(range(40)), agent(range(100, 140)))
     assert sorted(first) == [2 * v for v in range(40)]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from faust_inference.config import ModelSettings
+from faust_inference.core.hooks import HooksDelegate
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError, ModelNotFound
 from faust_inference.providers.base import create_provider
@@ -113,6 +114,8 @@ class ModelRegistry:
     def __init__(self) -> None:
         self.models: dict[str, RemoteModel] = {}
         self.transports = TransportPool()
+        self.hooks = HooksDelegate()
+        """Observers of every model's requests and events (metrics sensors add themselves)."""
 
     @overload
     def register(self, name: str, /, **settings: Any) -> RemoteModel: ...
@@ -155,7 +158,7 @@ class ModelRegistry:
         }
         settings = _validate(name, {**fields, "options": options})
         provider = create_provider(settings, self.transports)
-        runner = InferenceRunner(provider, settings, fallback=self.runner)
+        runner = InferenceRunner(provider, settings, fallback=self.runner, hooks=self.hooks)
         model = self.models[name] = RemoteModel(settings, runner)
         return model
 

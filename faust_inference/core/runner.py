@@ -22,6 +22,7 @@ from typing import Any
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.clock import Clock, LoopClock
+from faust_inference.core.hooks import InferenceHooks
 from faust_inference.core.provider import Predictions, Provider
 from faust_inference.core.retry import RetryPolicy
 from faust_inference.exceptions import (
@@ -108,6 +109,7 @@ class InferenceRunner:
         fallback: looks up another model's runner by name, for ``settings.fallback``.
         clock: the time source; tests pass one that does not sleep.
         rng: randomness for the backoff jitter.
+        hooks: told about requests, retries and fallbacks (metrics).
     """
 
     def __init__(
@@ -118,8 +120,10 @@ class InferenceRunner:
         fallback: Callable[[str], InferenceRunner] | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        hooks: InferenceHooks | None = None,
     ) -> None:
         self.provider = provider
+        self.hooks = hooks or InferenceHooks()
         self.settings = settings
         self.name = settings.name
         self._lookup_fallback = fallback

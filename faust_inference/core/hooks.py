@@ -1,0 +1,158 @@
+"""What the inference core reports while it works: typed no-op hooks.
+
+The core knows nothing of Prometheus or Faust sensors; it calls these hooks
+at the points an operator wants to count or time, and whatever observes the
+core (the Prometheus sensor, a test) overrides the ones it needs. The shape
+is Faust's own ``Sensor``/``SensorDelegate``: a base class whose methods do
+nothing, and a delegate that fans one call out to many observers.
+
+Hooks run on the event loop, inline, once per request or event: they must be
+cheap and must not raise (a raising hook is logged and ignored by
+:class:`HooksDelegate`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from typing_extensions import override
+
+from faust_inference.config import ModelSettings
+from faust_inference.results import Usage
+
+__all__ = ["EventOutcome", "HooksDelegate", "InferenceHooks"]
+
+logger = logging.getLogger(__name__)
+
+EventOutcome = Literal["ok", "fallback", "cached", "error", "dead_letter"]
+"""How one event ended: ``cached`` when a cache answered it without a call."""
+
+
+class InferenceHooks:
+    """Override the hooks you need; every one does nothing by default.
+
+    ``settings`` is the model's registration (name, version, provider) so an
+    observer can label what it records without a lookup.
+    """
+
+    def on_request_start(self, settings: ModelSettings, batch_size: int) -> None:
+        """A request carrying ``batch_size`` inputs is about to be sent."""
+
+    def on_request_end(
+        self,
+        settings: ModelSettings,
+        batch_size: int,
+        duration_s: float,
+        error: BaseException | None,
+        usage: Usage | None,
+    ) -> None:
+        """One attempt of a request ended, successfully when ``error`` is None."""
+
+    def on_retry(self, settings: ModelSettings, error: BaseException, delay_s: float) -> None:
+        """A failed attempt will be retried after ``delay_s`` seconds."""
+
+    def on_fallback(self, settings: ModelSettings, error: BaseException) -> None:
+        """An input of this model is answered by its fallback or default output."""
+
+    def on_cache(self, settings: ModelSettings, hit: bool) -> None:
+        """The result cache was asked for one input."""
+
+    def on_event_done(
+        self, settings: ModelSettings, outcome: EventOutcome, latency_s: float
+    ) -> None:
+        """An event of a stream finished: ``latency_s`` from read to result or dead letter."""
+
+    def on_dead_letter(self, settings: ModelSettings, error: BaseException) -> None:
+        """An event was sent to the dead-letter topic."""
+
+
+class HooksDelegate(InferenceHooks):
+    """Fans every hook out to the observers in :attr:`observers`.
+
+    Example:
+        >>> hooks = HooksDelegate()
+        >>> hooks.add(InferenceHooks())
+        >>> len(hooks.observers)
+        1
+    """
+
+    def __init__(self) -> None:
+        self.observers: list[InferenceHooks] = []
+
+    def add(self, observer: InferenceHooks) -> None:
+        """Start calling ``observer``'s hooks."""
+        self.observers.append(observer)
+
+    def remove(self, observer: InferenceHooks) -> None:
+        """Stop calling ``observer``'s hooks."""
+        self.observers.remove(observer)
+
+    @override
+    def on_request_start(self, settings: ModelSettings, batch_size: int) -> None:
+        for o in self.observers:
+            try:
+                o.on_request_start(settings, batch_size)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_request_end(
+        self,
+        settings: ModelSettings,
+        batch_size: int,
+        duration_s: float,
+        error: BaseException | None,
+        usage: Usage | None,
+    ) -> None:
+        for o in self.observers:
+            try:
+                o.on_request_end(settings, batch_size, duration_s, error, usage)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_retry(self, settings: ModelSettings, error: BaseException, delay_s: float) -> None:
+        for o in self.observers:
+            try:
+                o.on_retry(settings, error, delay_s)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_fallback(self, settings: ModelSettings, error: BaseException) -> None:
+        for o in self.observers:
+            try:
+                o.on_fallback(settings, error)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_cache(self, settings: ModelSettings, hit: bool) -> None:
+        for o in self.observers:
+            try:
+                o.on_cache(settings, hit)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_event_done(
+        self, settings: ModelSettings, outcome: EventOutcome, latency_s: float
+    ) -> None:
+        for o in self.observers:
+            try:
+                o.on_event_done(settings, outcome, latency_s)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_dead_letter(self, settings: ModelSettings, error: BaseException) -> None:
+        for o in self.observers:
+            try:
+                o.on_dead_letter(settings, error)
+            except Exception:
+                _hook_failed(o)
+
+
+def _hook_failed(observer: InferenceHooks) -> None:
+    logger.exception("inference hook of %r raised; ignored", observer)

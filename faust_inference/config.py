@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["ModelSettings", "RetrySettings", "Task"]
+__all__ = ["CacheSettings", "ModelSettings", "RetrySettings", "Task"]
 
 Task = Literal["classification", "regression", "embedding", "text_generation"]
 
@@ -61,6 +61,37 @@ class RetrySettings(_Frozen):
         return self.max_retries + 1
 
 
+class CacheSettings(_Frozen):
+    """A model's result cache: which table holds it, how long entries live, how many.
+
+    ``cache=True`` on a model means ``CacheSettings()``. Entries are keyed by
+    the model's name, version and :attr:`namespace` and a digest of the model
+    input (after preprocessing), so a new version never reads an old one's
+    results, and changing :attr:`namespace` invalidates the whole cache.
+
+    Example:
+        >>> CacheSettings(ttl=3600, max_entries=50_000).table
+        'partitioned'
+    """
+
+    ttl: float | None = Field(None, gt=0)
+    """Seconds an entry answers for; None keeps entries until evicted."""
+    max_entries: int | None = Field(100_000, ge=1)
+    """Entries kept per worker; the oldest written are evicted first. None: no bound."""
+    table: Literal["partitioned", "global"] = "partitioned"
+    """``partitioned``: a Faust Table, co-partitioned with the stream, each worker
+    holding its partitions' entries (use when equal inputs arrive with equal
+    keys). ``global``: a GlobalTable every worker holds in full (use when equal
+    inputs may arrive on any partition)."""
+    partitions: int | None = Field(None, ge=1)
+    """Partitions of the changelog topic; must equal the source topic's for a
+    partitioned table (default: the app's ``topic_partitions``; 1 for global)."""
+    namespace: str = ""
+    """Part of every key: change it to start from an empty cache."""
+    coalesce: bool = True
+    """Send identical inputs in flight at the same time once."""
+
+
 class ModelSettings(_Frozen):
     """Everything needed to call one remote model.
 
@@ -99,6 +130,8 @@ class ModelSettings(_Frozen):
     """Name of a registered model to ask when this one finally fails."""
     default_output: Any = None
     """Output used when this model (and its fallback) finally fails; only if set."""
+    cache: CacheSettings | None = None
+    """A result cache in a Faust table (``True`` for the defaults); off by default."""
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -115,6 +148,15 @@ class ModelSettings(_Frozen):
     def _retries_shorthand(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return RetrySettings(max_retries=value)
+        return value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return CacheSettings()
+        if value is False:
+            return None
         return value
 
     @field_validator("endpoint")

@@ -53,6 +53,7 @@ class Outcome:
     attempts: int
     fallback: bool = False
     usage: Usage | None = None
+    cached: bool = False
 
 
 class _Pending:

@@ -20,7 +20,15 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["CacheSettings", "ModelSettings", "RetrySettings", "Task"]
+__all__ = [
+    "CacheSettings",
+    "CircuitBreakerSettings",
+    "ModelSettings",
+    "Price",
+    "RateLimitSettings",
+    "RetrySettings",
+    "Task",
+]
 
 Task = Literal["classification", "regression", "embedding", "text_generation"]
 
@@ -92,6 +100,94 @@ class CacheSettings(_Frozen):
     """Send identical inputs in flight at the same time once."""
 
 
+class RateLimitSettings(_Frozen):
+    """How fast one worker may call a model: token buckets, adapted on 429.
+
+    Shared by every agent of the worker (the limit belongs to the model
+    server, not to a caller). Over the limit, calls wait: consumption slows
+    down, nothing fails. When the server answers 429 the request rate is cut
+    by :attr:`decrease` (at most once per burst of 429s), every call waits out
+    ``Retry-After``, and the rate then grows back by :attr:`increase` per
+    second: additive increase, multiplicative decrease, as TCP does. A number
+    anywhere a ``RateLimitSettings`` is expected means requests per second.
+
+    Example:
+        >>> RateLimitSettings(requests_per_second=50, tokens_per_minute=90_000).per_second
+        50.0
+    """
+
+    requests_per_second: float | None = Field(None, gt=0)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    """Input plus output tokens, as the provider reports them after each call."""
+    burst: float | None = Field(None, ge=1)
+    """Requests that may go out at once after a quiet spell; default one second's worth."""
+    adaptive: bool = True
+    """Cut the rate on 429 and recover it; without a configured rate, the
+    first 429 sets one from the rate observed."""
+    decrease: float = Field(0.7, gt=0, lt=1)
+    """Factor applied to the request rate on a 429."""
+    increase: float = Field(0.05, gt=0, le=10)
+    """Fraction of the rate before the last cut regained per second without a 429."""
+    min_rate: float = Field(0.1, gt=0)
+    """The rate is never cut below this many requests per second."""
+
+    @property
+    def per_second(self) -> float | None:
+        """The configured request rate in requests per second (the stricter of the two)."""
+        rates = [
+            r
+            for r in (
+                self.requests_per_second,
+                None if self.requests_per_minute is None else self.requests_per_minute / 60,
+            )
+            if r is not None
+        ]
+        return min(rates) if rates else None
+
+
+class CircuitBreakerSettings(_Frozen):
+    """When to stop calling a failing endpoint, and what its callers do meanwhile.
+
+    After :attr:`failures` consecutive failed calls (no answer, or a 5xx) the
+    circuit opens: no call goes out for :attr:`reset_timeout` seconds. Then
+    it is half-open: :attr:`probes` calls test the endpoint; a success closes
+    it, a failure opens it again. While open, callers either wait
+    (``on_open="wait"``: backpressure, the stream pauses) or are answered by
+    the model's fallback or default output (``on_open="fallback"``, which
+    waits as well when neither is registered). No event is dropped.
+
+    Example:
+        >>> CircuitBreakerSettings(failures=5, reset_timeout=10).on_open
+        'wait'
+    """
+
+    failures: int = Field(5, ge=1)
+    reset_timeout: float = Field(10.0, gt=0)
+    probes: int = Field(1, ge=1)
+    on_open: Literal["wait", "fallback"] = "wait"
+
+
+class Price(_Frozen):
+    """What one model costs, for the estimated-cost metric (any one currency).
+
+    Example:
+        >>> Price(input_per_million=0.15, output_per_million=0.6).of(1000, 500)
+        0.00045
+    """
+
+    input_per_million: float = Field(0.0, ge=0)
+    output_per_million: float = Field(0.0, ge=0)
+    per_request: float = Field(0.0, ge=0)
+    """A fixed price per request (per batch sent), for servers billed per call."""
+
+    def of(self, input_tokens: int, output_tokens: int, requests: int = 0) -> float:
+        """The price of that many tokens and requests."""
+        return (
+            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / 1e6 + requests * self.per_request
+
+
 class ModelSettings(_Frozen):
     """Everything needed to call one remote model.
 
@@ -132,6 +228,10 @@ class ModelSettings(_Frozen):
     """Output used when this model (and its fallback) finally fails; only if set."""
     cache: CacheSettings | None = None
     """A result cache in a Faust table (``True`` for the defaults); off by default."""
+    rate_limit: RateLimitSettings | None = None
+    """Requests and tokens per second/minute for this worker; a number means requests/s."""
+    circuit_breaker: CircuitBreakerSettings | None = None
+    """Stop calling a failing endpoint for a while (``True`` for the defaults)."""
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -148,6 +248,22 @@ class ModelSettings(_Frozen):
     def _retries_shorthand(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return RetrySettings(max_retries=value)
+        return value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return RateLimitSettings(requests_per_second=value)
+        return value
+
+    @field_validator("circuit_breaker", mode="before")
+    @classmethod
+    def _breaker_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return CircuitBreakerSettings()
+        if value is False:
+            return None
         return value
 
     @field_validator("cache", mode="before")

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
 from faust_inference.app import RemoteModel
+from faust_inference.cache import require_same_partitions
 from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.results import DeadLetter
 
@@ -142,9 +143,15 @@ def _stream_inference(
     manual = stream.noack()
     dlq_topic = _resolve_topic(app, dead_letter)
 
+    cache = model.cache
+    checked: set[str] = set()
+
     async def envelopes() -> AsyncIterator[Envelope[Any]]:
         async for event in manual.events():
             message = event.message
+            if cache is not None and message.topic not in checked:
+                require_same_partitions(cache, message.topic)
+                checked.add(message.topic)
             yield Envelope(
                 value=event.value,
                 lane=message.tp,
@@ -195,6 +202,7 @@ def _stream_inference(
         dead_letter=send_dead_letter if dlq_topic is not None else None,
         ordered=ordered,
         max_pending=max_pending,
+        cache=cache,
     )
 
 

@@ -10,10 +10,12 @@ running loop and are closed when the worker shuts down.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from faust_inference.config import ModelSettings
+from faust_inference.core.cache import MemoryStore, ResultCache
 from faust_inference.core.hooks import HooksDelegate
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError, ModelNotFound
@@ -42,11 +44,15 @@ class RemoteModel:
     Attributes:
         settings: the validated registration.
         runner: the engine that batches, limits and retries this model's calls.
+        cache: the result cache, when registered with ``cache=``.
     """
 
-    def __init__(self, settings: ModelSettings, runner: InferenceRunner) -> None:
+    def __init__(
+        self, settings: ModelSettings, runner: InferenceRunner, cache: ResultCache | None = None
+    ) -> None:
         self.settings = settings
         self.runner = runner
+        self.cache = cache
         self._preprocess: Callable[[Any], Any] | None = None
 
     @property
@@ -81,12 +87,19 @@ class RemoteModel:
         """Infer one model input, with the model's limits, batching, retries and fallback.
 
         ``value`` is a model input, not an event: use :meth:`prepare` first
-        to apply the preprocessor.
+        to apply the preprocessor. With a cache, a known input is answered
+        from it (a partitioned table only stores results of stream events:
+        outside a stream there is no partition to write to).
         """
+        if self.cache is not None:
+            return await self.cache.predict(value)
         return await self.runner.predict(value)
 
     async def predict_many(self, values: Iterable[Any]) -> list[Any]:
         """Infer many model inputs; outputs in input order."""
+        if self.cache is not None:
+            cache = self.cache
+            return list(await asyncio.gather(*(cache.predict(v) for v in values)))
         return await self.runner.predict_many(values)
 
     async def aclose(self) -> None:
@@ -111,7 +124,9 @@ class ModelRegistry:
         True
     """
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any = None) -> None:
+        self.app = app
+        """The Faust app whose tables hold result caches (None: caches live in memory)."""
         self.models: dict[str, RemoteModel] = {}
         self.transports = TransportPool()
         self.hooks = HooksDelegate()
@@ -159,7 +174,15 @@ class ModelRegistry:
         settings = _validate(name, {**fields, "options": options})
         provider = create_provider(settings, self.transports)
         runner = InferenceRunner(provider, settings, fallback=self.runner, hooks=self.hooks)
-        model = self.models[name] = RemoteModel(settings, runner)
+        cache = None
+        if settings.cache is not None:
+            if self.app is None:
+                cache = ResultCache(runner, settings.cache, MemoryStore())
+            else:
+                from faust_inference.cache import table_cache
+
+                cache = table_cache(self.app, runner, settings.cache)
+        model = self.models[name] = RemoteModel(settings, runner, cache)
         return model
 
     def __getitem__(self, name: str) -> RemoteModel:
@@ -217,7 +240,7 @@ def install(app: Any) -> ModelRegistry:
     existing = getattr(app, "inference", None)
     if isinstance(existing, ModelRegistry):
         return existing
-    registry = ModelRegistry()
+    registry = ModelRegistry(app)
     app.inference = registry
     app.model = registry.register
 

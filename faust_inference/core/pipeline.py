@@ -25,6 +25,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, H
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from faust_inference.core.cache import ResultCache
+from faust_inference.core.hooks import EventOutcome
 from faust_inference.core.runner import InferenceRunner, Outcome
 from faust_inference.exceptions import InferenceError, InvalidInput
 from faust_inference.results import InferenceResult
@@ -58,10 +60,11 @@ class Envelope(Generic[H]):
 
 
 class _Entry:
-    __slots__ = ("done", "envelope", "error", "future", "handled")
+    __slots__ = ("done", "envelope", "error", "future", "handled", "read_at")
 
-    def __init__(self, envelope: Envelope[Any]) -> None:
+    def __init__(self, envelope: Envelope[Any], read_at: float) -> None:
         self.envelope = envelope
+        self.read_at = read_at
         self.future: asyncio.Future[Outcome] | None = None
         self.error: BaseException | None = None
         self.done = False
@@ -89,6 +92,8 @@ class StreamInference(Generic[H]):
             as soon as each is ready.
         max_pending: events taken from the source but not yet acknowledged;
             reading pauses at this bound, which is the backpressure on Kafka.
+        cache: answers known inputs and records new results; events are
+            submitted through it with their partition.
     """
 
     def __init__(
@@ -101,10 +106,13 @@ class StreamInference(Generic[H]):
         dead_letter: Callable[[Envelope[H], BaseException], Awaitable[object]] | None = None,
         ordered: bool = True,
         max_pending: int = 256,
+        cache: ResultCache | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
         self._runner = runner
+        self._cache = cache
+        self._hooks = runner.hooks
         self._source = source
         self._ack = ack
         self._prepare = prepare
@@ -157,6 +165,7 @@ class StreamInference(Generic[H]):
             )
             return False
         await self._dead_letter(entry.envelope, error)
+        self._hooks.on_dead_letter(self._runner.settings, error)
         return True
 
     async def _results(self) -> AsyncIterator[InferenceResult[Any]]:
@@ -175,9 +184,13 @@ class StreamInference(Generic[H]):
                 entry = ready.popleft()
                 if entry.error is not None and self._dead_letter is not None:
                     await self._dead_letter(entry.envelope, entry.error)
+                    self._hooks.on_dead_letter(self._runner.settings, entry.error)
+                    self._event_done(entry, "dead_letter")
                 else:
                     self._current = entry
-                    yield self._result(entry)
+                    result = self._result(entry)
+                    self._event_done(entry, _outcome_of(result))
+                    yield result
                     self._current = None
                 # The agent asked for the next result (or was done with this
                 # one through reject_current): acknowledge it.
@@ -187,11 +200,12 @@ class StreamInference(Generic[H]):
             await asyncio.gather(reader, return_exceptions=True)
 
     async def _read(self) -> None:
-        runner, prepare, room = self._runner, self._prepare, self._room
+        runner, prepare, room, cache = self._runner, self._prepare, self._room, self._cache
+        now = asyncio.get_running_loop().time
         try:
             async for envelope in self._source:
                 await room.acquire()
-                entry = _Entry(envelope)
+                entry = _Entry(envelope, now())
                 self._open += 1
                 lane = envelope.lane
                 if self._ordered:
@@ -212,7 +226,10 @@ class StreamInference(Generic[H]):
                     continue
                 # Outside the try: a closed runner (the worker is stopping) is
                 # not the event's fault and must not dead-letter it.
-                future = runner.submit(value)
+                if cache is None:
+                    future = runner.submit(value)
+                else:
+                    future = cache.submit(value, envelope.partition)
                 entry.future = future
                 future.add_done_callback(functools.partial(self._on_outcome, entry))
         except Exception as exc:
@@ -248,6 +265,10 @@ class StreamInference(Generic[H]):
         while lane and lane[0].handled:
             await self._release(lane.popleft())
 
+    def _event_done(self, entry: _Entry, outcome: EventOutcome) -> None:
+        latency = asyncio.get_running_loop().time() - entry.read_at
+        self._hooks.on_event_done(self._runner.settings, outcome, latency)
+
     async def _release(self, entry: _Entry) -> None:
         await self._ack(entry.envelope)
         self._open -= 1
@@ -277,8 +298,17 @@ class StreamInference(Generic[H]):
             latency_s=o.latency_s,
             attempts=o.attempts,
             fallback=o.fallback,
+            cached=o.cached,
             key=env.key,
             partition=env.partition,
             offset=env.offset,
             usage=o.usage,
         )
+
+
+def _outcome_of(result: InferenceResult[Any]) -> EventOutcome:
+    if result.error is not None:
+        return "error"
+    if result.cached:
+        return "cached"
+    return "fallback" if result.fallback else "ok"

@@ -21,7 +21,7 @@ registered until ``install()`` and ``app.model()`` are called.
 
 from faust_inference.agent import infer
 from faust_inference.app import ModelRegistry, RemoteModel, install
-from faust_inference.config import ModelSettings, RetrySettings, Task
+from faust_inference.config import CacheSettings, ModelSettings, RetrySettings, Task
 from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.core.provider import Predictions, Provider
 from faust_inference.core.runner import InferenceRunner, Outcome
@@ -45,6 +45,7 @@ from faust_inference.results import DeadLetter, InferenceResult, Usage
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheSettings",
     "ClientError",
     "ConfigurationError",
     "DeadLetter",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from faust_inference.config import ModelSettings
+from faust_inference.connections import ConnectionStore
 from faust_inference.core.cache import MemoryStore, ResultCache
 from faust_inference.core.hooks import HooksDelegate
 from faust_inference.core.runner import InferenceRunner
@@ -129,6 +130,8 @@ class ModelRegistry:
         """The Faust app whose tables hold result caches (None: caches live in memory)."""
         self.models: dict[str, RemoteModel] = {}
         self.transports = TransportPool()
+        self.connections = ConnectionStore()
+        """Named endpoints and credentials, for ``app.model(..., connection="name")``."""
         self.hooks = HooksDelegate()
         """Observers of every model's requests and events (metrics sensors add themselves)."""
 
@@ -166,7 +169,9 @@ class ModelRegistry:
     def _register(self, name: str, kwargs: dict[str, Any]) -> RemoteModel:
         if name in self.models:
             raise ConfigurationError(f"a model named {name!r} is already registered")
-        fields = {k: v for k, v in kwargs.items() if k in _SETTINGS_FIELDS}
+        fields = self.connections.resolve(
+            {k: v for k, v in kwargs.items() if k in _SETTINGS_FIELDS}
+        )
         options = {
             **kwargs.get("options", {}),
             **{k: v for k, v in kwargs.items() if k not in _SETTINGS_FIELDS and k != "options"},

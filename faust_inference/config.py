@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from faust_inference.connections import Connection
+
 __all__ = [
     "CacheSettings",
     "CircuitBreakerSettings",
@@ -232,6 +234,8 @@ class ModelSettings(_Frozen):
     """Requests and tokens per second/minute for this worker; a number means requests/s."""
     circuit_breaker: CircuitBreakerSettings | None = None
     """Stop calling a failing endpoint for a while (``True`` for the defaults)."""
+    connection: Connection | None = None
+    """The named connection (endpoint, credentials, region ...) this model uses."""
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

@@ -7,6 +7,17 @@ registration with the list of known ones.
 A provider module exposes one function::
 
     def create(settings: ModelSettings, transports: TransportPool) -> Provider
+
+Third-party packages add providers without touching this package: they
+declare an entry point in the ``faust_inference.providers`` group whose value
+is that module (or ``module:function``)::
+
+    [options.entry_points]
+    faust_inference.providers =
+        my_cloud = my_package.my_cloud
+
+Built-in names win over plugins of the same name, so installing a package
+can never silently replace ``openai``.
 """
 
 from __future__ import annotations
@@ -14,6 +25,8 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +38,7 @@ from faust_inference.exceptions import ConfigurationError
 from faust_inference.providers.transport import HttpTransport, TransportPool
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "JsonEndpoint",
     "ProviderFactory",
     "ProviderOptions",
@@ -32,17 +46,31 @@ __all__ = [
     "create_provider",
     "json_endpoint",
     "parse_options",
+    "provider_factory",
     "resolve_api_key",
 ]
 
 ProviderFactory = Callable[[ModelSettings, TransportPool], Provider]
 
+ENTRY_POINT_GROUP = "faust_inference.providers"
+
+# name -> "module" (its ``create``) or "module:function".
 _BUILTIN: dict[str, str] = {
+    "azure_openai": "faust_inference.providers.azure_openai",
+    "azureml": "faust_inference.providers.azureml",
+    "bedrock": "faust_inference.providers.bedrock",
+    "gemini": "faust_inference.providers.vertex:create_gemini",
     "http": "faust_inference.providers.http",
     "kserve": "faust_inference.providers.kserve",
     "openai": "faust_inference.providers.openai",
+    "sagemaker": "faust_inference.providers.sagemaker",
+    "vertex": "faust_inference.providers.vertex",
 }
 _ALIASES: dict[str, str] = {
+    "azure": "azure_openai",
+    "azure_ml": "azureml",
+    "google_ai": "gemini",
+    "vertex_ai": "vertex",
     "open_inference": "kserve",
     "oip": "kserve",
     "mlserver": "kserve",
@@ -59,26 +87,62 @@ class ProviderOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
+def _plugins() -> dict[str, EntryPoint]:
+    """Providers other packages declare, read afresh so a new install is seen."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def available_providers() -> list[str]:
-    """Names accepted as ``provider=``."""
-    return sorted({*_BUILTIN, *_ALIASES})
+    """Names accepted as ``provider=``: built-ins, their aliases and installed plugins."""
+    return sorted({*_BUILTIN, *_ALIASES, *_plugins()})
 
 
 def create_provider(settings: ModelSettings, transports: TransportPool) -> Provider:
     """Build the provider a model's settings name.
 
     Raises:
-        ConfigurationError: unknown provider, bad option or missing credential.
+        ConfigurationError: unknown provider, a plugin that fails to load, bad
+            option or missing credential.
     """
-    name = _ALIASES.get(settings.provider, settings.provider)
-    module_name = _BUILTIN.get(name)
-    if module_name is None:
+    return provider_factory(settings.provider, model=settings.name)(settings, transports)
+
+
+def provider_factory(name: str, *, model: str = "?") -> ProviderFactory:
+    """The ``create`` function registered under ``name`` (built-in first, then plugins).
+
+    Raises:
+        ConfigurationError: no provider has that name, or its plugin cannot be loaded.
+    """
+    canonical = _ALIASES.get(name, name)
+    target = _BUILTIN.get(canonical)
+    if target is not None:
+        module_name, _, attr = target.partition(":")
+        return _as_factory(importlib.import_module(module_name), attr or "create", name)
+    plugin = _plugins().get(name)
+    if plugin is None:
         raise ConfigurationError(
-            f"model {settings.name!r}: unknown provider {settings.provider!r}; "
+            f"model {model!r}: unknown provider {name!r}; "
             f"use one of {', '.join(available_providers())}"
         )
-    factory: ProviderFactory = importlib.import_module(module_name).create
-    return factory(settings, transports)
+    try:
+        loaded = plugin.load()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"provider {name!r} from entry point {plugin.value!r} failed to load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return _as_factory(loaded, "create", name)
+
+
+def _as_factory(loaded: Any, attr: str, name: str) -> ProviderFactory:
+    factory = getattr(loaded, attr, None) if isinstance(loaded, ModuleType) else loaded
+    if not callable(factory):
+        raise ConfigurationError(
+            f"provider {name!r} is not usable: expected a module with a create() "
+            f"function or a callable, got {type(loaded).__name__}"
+        )
+    result: ProviderFactory = factory
+    return result
 
 
 def parse_options(settings: ModelSettings, options_type: type[OptionsT]) -> OptionsT:

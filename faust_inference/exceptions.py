@@ -16,7 +16,8 @@ at the transport boundary (:mod:`faust_inference.providers.transport`)::
     │   │   ├── RateLimited           429, with .retry_after           (retryable)
     │   │   ├── ServerError           5xx                              (retryable)
     │   │   └── ClientError           other 4xx: the request is wrong
-    │   └── ResponseDecodeError       2xx, but the body is not what the protocol says
+    │   ├── ResponseDecodeError       2xx, but the body is not what the protocol says
+    │   └── CircuitOpen               not sent: the endpoint's circuit breaker is open
     └── RetriesExhausted              the last retryable error, after every attempt
 
 Messages never contain credentials: transports strip query strings and never
@@ -26,6 +27,7 @@ echo request headers.
 from __future__ import annotations
 
 __all__ = [
+    "CircuitOpen",
     "ClientError",
     "ConfigurationError",
     "InferenceError",
@@ -143,6 +145,14 @@ class ClientError(RemoteError):
 
 class ResponseDecodeError(ProviderError):
     """A success status with a body that does not follow the protocol."""
+
+
+class CircuitOpen(ProviderError):
+    """The call was not sent: the endpoint failed repeatedly and its breaker is open.
+
+    Only raised when the breaker is configured with ``on_open="fallback"``,
+    so that the model's fallback or default output answers instead.
+    """
 
 
 class RetriesExhausted(InferenceError):

@@ -66,6 +66,15 @@ class InferenceHooks:
     def on_dead_letter(self, settings: ModelSettings, error: BaseException) -> None:
         """An event was sent to the dead-letter topic."""
 
+    def on_circuit_change(self, settings: ModelSettings, state: str) -> None:
+        """The model's circuit breaker is now ``closed``, ``open`` or ``half_open``."""
+
+    def on_rate_limit_change(self, settings: ModelSettings, requests_per_second: float) -> None:
+        """The model's adaptive rate limit was cut (after a 429) or recovered."""
+
+    def on_drift(self, settings: ModelSettings, feature: str, psi: float, alert: bool) -> None:
+        """A drift check of ``feature`` (``output`` for the model's output) found ``psi``."""
+
 
 class HooksDelegate(InferenceHooks):
     """Fans every hook out to the observers in :attr:`observers`.
@@ -150,6 +159,30 @@ class HooksDelegate(InferenceHooks):
         for o in self.observers:
             try:
                 o.on_dead_letter(settings, error)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_circuit_change(self, settings: ModelSettings, state: str) -> None:
+        for o in self.observers:
+            try:
+                o.on_circuit_change(settings, state)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_rate_limit_change(self, settings: ModelSettings, requests_per_second: float) -> None:
+        for o in self.observers:
+            try:
+                o.on_rate_limit_change(settings, requests_per_second)
+            except Exception:
+                _hook_failed(o)
+
+    @override
+    def on_drift(self, settings: ModelSettings, feature: str, psi: float, alert: bool) -> None:
+        for o in self.observers:
+            try:
+                o.on_drift(settings, feature, psi, alert)
             except Exception:
                 _hook_failed(o)
 

@@ -21,16 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from faust_inference.config import ModelSettings
+from faust_inference.core.breaker import CircuitBreaker, CircuitState, is_outage
 from faust_inference.core.clock import Clock, LoopClock
 from faust_inference.core.hooks import InferenceHooks
+from faust_inference.core.limits import RateLimiter
 from faust_inference.core.provider import Predictions, Provider
 from faust_inference.core.retry import RetryPolicy
 from faust_inference.exceptions import (
+    CircuitOpen,
     ClientError,
     InferenceError,
     InferenceTimeout,
     InvalidInput,
     ProviderError,
+    RateLimited,
     ResponseDecodeError,
     RetriesExhausted,
     ServerError,
@@ -111,6 +115,8 @@ class InferenceRunner:
         clock: the time source; tests pass one that does not sleep.
         rng: randomness for the backoff jitter.
         hooks: told about requests, retries and fallbacks (metrics).
+        breaker: the endpoint's circuit breaker, when several models share one;
+            by default the runner builds its own from ``settings.circuit_breaker``.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class InferenceRunner:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         hooks: InferenceHooks | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.provider = provider
         self.hooks = hooks or InferenceHooks()
@@ -140,6 +147,23 @@ class InferenceRunner:
         self._closed = False
         self.in_flight = 0
         """Requests being sent or awaiting an answer right now."""
+        self.limiter: RateLimiter | None = None
+        """The model's rate limits, shared by every caller of this worker."""
+        if settings.rate_limit is not None:
+            self.limiter = RateLimiter(
+                settings.rate_limit, self._clock, on_change=self._rate_limit_changed
+            )
+        self.breaker = breaker
+        """The endpoint's circuit breaker, if one is configured."""
+        if breaker is None and settings.circuit_breaker is not None:
+            self.breaker = CircuitBreaker(
+                settings.circuit_breaker, self._clock, on_change=self._circuit_changed
+            )
+        # While the circuit is open, callers wait unless a fallback can answer.
+        self._breaker_waits = settings.circuit_breaker is None or (
+            settings.circuit_breaker.on_open == "wait"
+            or not (settings.fallback or settings.has_default_output)
+        )
 
     # -- public API ---------------------------------------------------------------
 
@@ -204,6 +228,7 @@ class InferenceRunner:
         assert self._wakeup is not None and self._slots is not None
         queue, wakeup, slots = self._queue, self._wakeup, self._slots
         size, wait = self.batch_size, self.settings.batch_timeout
+        limiter, clock = self.limiter, self._clock
         loop = asyncio.get_running_loop()
         while True:
             await slots.acquire()
@@ -220,11 +245,17 @@ class InferenceRunner:
                         wakeup.clear()
                         await wakeup.wait()
                     timer.cancel()
+                if limiter is not None:
+                    # Wait for the rate limit's turn before taking the batch, so
+                    # that what arrives meanwhile rides along in the same request.
+                    delay = limiter.reserve()
+                    if delay > 0:
+                        await clock.sleep(delay)
             except BaseException:
                 slots.release()
                 raise
             batch = self._take_batch(size)
-            task = loop.create_task(self._call(batch))
+            task = loop.create_task(self._call(batch, limiter is not None))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
@@ -239,7 +270,7 @@ class InferenceRunner:
                 batch.append(pending)
         return batch
 
-    async def _call(self, batch: list[_Pending]) -> None:
+    async def _call(self, batch: list[_Pending], reserved: bool = False) -> None:
         assert self._slots is not None
         if not batch:  # every caller of this batch gave up meanwhile
             self._slots.release()
@@ -249,7 +280,10 @@ class InferenceRunner:
             self.in_flight += 1
             try:
                 predictions, attempts, latency = await self._send(
-                    [p.input for p in batch], retry=not batch[0].solo, prior_attempts=prior
+                    [p.input for p in batch],
+                    retry=not batch[0].solo,
+                    prior_attempts=prior,
+                    reserved=reserved,
                 )
             finally:
                 self.in_flight -= 1
@@ -282,17 +316,52 @@ class InferenceRunner:
                 )
 
     async def _send(
-        self, inputs: Sequence[Any], *, retry: bool = True, prior_attempts: int = 0
+        self,
+        inputs: Sequence[Any],
+        *,
+        retry: bool = True,
+        prior_attempts: int = 0,
+        reserved: bool = False,
     ) -> tuple[Predictions, int, float]:
         """One request with retries; returns the predictions, attempts and latency.
 
         Attempts are counted from ``prior_attempts``: calls that already
-        carried these inputs in a batch that was then split.
+        carried these inputs in a batch that was then split. ``reserved``
+        says the dispatcher already waited for the rate limit's turn.
+
+        A 429 under a rate limit, and an outage while the circuit breaker
+        makes callers wait, are the server's state, not the inputs' fault:
+        they are retried after the wait without using up the retries.
         """
-        clock, timeout = self._clock, self.settings.timeout
+        clock, timeout, settings, hooks = (
+            self._clock,
+            self.settings.timeout,
+            self.settings,
+            self.hooks,
+        )
+        limiter, breaker = self.limiter, self.breaker
+        size = len(inputs)
         attempt = prior_attempts
+        counted = 0  # attempts that use up the retries
         while True:
+            if limiter is not None:
+                if reserved:
+                    reserved = False
+                else:
+                    delay = limiter.reserve()
+                    if delay > 0:
+                        await clock.sleep(delay)
+            if breaker is not None and not breaker.allow():
+                if not self._breaker_waits:
+                    refused = CircuitOpen(
+                        f"model {self.name!r}: circuit open after repeated failures; not sent"
+                    )
+                    refused.attempts = attempt
+                    raise refused
+                await breaker.admit()
             attempt += 1
+            counted += 1
+            hooks.on_request_start(settings, size)
             started = clock.monotonic()
             try:
                 try:
@@ -307,7 +376,6 @@ class InferenceRunner:
                         f"model {self.name!r} returned {len(predictions.outputs)} outputs "
                         f"for {len(inputs)} inputs"
                     )
-                return predictions, attempt, clock.monotonic() - started
             except InferenceError as exc:
                 error = exc
             except Exception as exc:  # a provider bug must not kill the dispatcher
@@ -315,16 +383,49 @@ class InferenceRunner:
                     f"provider of {self.name!r} failed: {type(exc).__name__}: {exc}"
                 )
                 error.__cause__ = exc
+            except BaseException as exc:  # cancelled: stopping
+                hooks.on_request_end(settings, size, clock.monotonic() - started, exc, None)
+                if breaker is not None:
+                    breaker.release()
+                raise
+            else:
+                latency = clock.monotonic() - started
+                usage = predictions.usage
+                hooks.on_request_end(settings, size, latency, None, usage)
+                if breaker is not None:
+                    breaker.record(failed=False)
+                if limiter is not None and usage is not None:
+                    limiter.charge(usage)
+                return predictions, attempt, latency
+            hooks.on_request_end(settings, size, clock.monotonic() - started, error, None)
             # An input the provider refused to encode was never sent.
-            error.attempts = attempt - 1 if isinstance(error, InvalidInput) else attempt
-            here = attempt - prior_attempts
+            never_sent = isinstance(error, InvalidInput)
+            error.attempts = attempt - 1 if never_sent else attempt
+            if breaker is not None:
+                if never_sent:
+                    breaker.release()
+                else:
+                    breaker.record(failed=is_outage(error))
+            if limiter is not None and isinstance(error, RateLimited):
+                counted -= 1  # backpressure: wait for the limiter, never give up
+                hooks.on_retry(settings, error, limiter.throttled(started, error.retry_after))
+                continue
+            if (
+                breaker is not None
+                and breaker.state != "closed"
+                and self._breaker_waits
+                and is_outage(error)
+            ):
+                counted -= 1  # the next attempt waits for the breaker's probe
+                hooks.on_retry(settings, error, 0.0)
+                continue
             if not isinstance(error, ProviderError) or not (
-                retry and self._policy.should_retry(error, here)
+                retry and self._policy.should_retry(error, counted)
             ):
                 if isinstance(error, ProviderError) and error.retryable and attempt > 1:
                     raise RetriesExhausted(error, attempt) from error
                 raise error
-            delay = self._policy.delay(error, here)
+            delay = self._policy.delay(error, counted)
             logger.debug(
                 "model %r: attempt %d failed (%s: %s); retrying in %.3fs",
                 self.name,
@@ -333,7 +434,23 @@ class InferenceRunner:
                 error,
                 delay,
             )
+            hooks.on_retry(settings, error, delay)
             await clock.sleep(delay)
+
+    def _rate_limit_changed(self, requests_per_second: float) -> None:
+        self.hooks.on_rate_limit_change(self.settings, requests_per_second)
+
+    def _circuit_changed(self, state: CircuitState) -> None:
+        if state == "open":
+            logger.warning(
+                "model %r: circuit open after repeated failures; calls %s for %gs",
+                self.name,
+                "wait" if self._breaker_waits else "go to the fallback",
+                self.settings.circuit_breaker.reset_timeout if self.settings.circuit_breaker else 0,
+            )
+        elif state == "closed":
+            logger.info("model %r: circuit closed, the endpoint answers again", self.name)
+        self.hooks.on_circuit_change(self.settings, state)
 
     async def _settle_failure(self, batch: list[_Pending], exc: InferenceError) -> None:
         """Resolve a failed batch through the fallback chain, or fail its futures."""
@@ -355,6 +472,7 @@ class InferenceRunner:
                 )
                 for p, res in zip(pending, results, strict=True):
                     if isinstance(res, Outcome):
+                        self.hooks.on_fallback(self.settings, exc)
                         res = Outcome(
                             res.output,
                             res.model,
@@ -366,12 +484,14 @@ class InferenceRunner:
                         )
                         _resolve(p.future, res)
                     elif self.settings.has_default_output:
+                        self.hooks.on_fallback(self.settings, exc)
                         _resolve(p.future, self._default(exc))
                     else:
                         _fail(p.future, exc)
                 return
             if self.settings.has_default_output:
                 for p in pending:
+                    self.hooks.on_fallback(self.settings, exc)
                     _resolve(p.future, self._default(exc))
                 return
         for p in pending:

@@ -1,0 +1,134 @@
+"""A circuit breaker: stop calling an endpoint that keeps failing, probe it, resume.
+
+Retries help with a blip; against an endpoint that is down they multiply the
+load on it and fill the dead-letter topic. After ``failures`` consecutive
+failed calls the breaker *opens*: no call goes out for ``reset_timeout``
+seconds. Then it is *half-open*: up to ``probes`` calls test the endpoint. A
+success *closes* it; a failure opens it again.
+
+Only outages count as failures: no answer (connection errors, timeouts) and
+5xx. A 4xx or a 429 is an answer from a working server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Literal
+
+from faust_inference.config import CircuitBreakerSettings
+from faust_inference.core.clock import Clock
+from faust_inference.exceptions import ServerError, TransportError
+
+__all__ = ["CircuitBreaker", "CircuitState", "is_outage"]
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the endpoint is down (it counts towards opening)."""
+    return isinstance(error, TransportError | ServerError)
+
+
+class CircuitBreaker:
+    """The state of one endpoint, shared by every call to it.
+
+    Example:
+        >>> from tests.unit.fakes import FakeClock  # doctest: +SKIP
+        >>> breaker = CircuitBreaker(CircuitBreakerSettings(failures=2), FakeClock())
+        >>> breaker.record(failed=True); breaker.record(failed=True)
+        >>> breaker.state
+        'open'
+
+    A call asks :meth:`allow` (or waits in :meth:`admit`) before it is sent,
+    and then reports its result with :meth:`record`, or :meth:`release` when
+    it was never answered (cancelled): a half-open breaker counts its probes.
+
+    Args:
+        settings: when to open and how long to stay open.
+        clock: the runner's time source.
+        on_change: told every new state.
+    """
+
+    __slots__ = (
+        "_changed",
+        "_clock",
+        "_failures",
+        "_on_change",
+        "_opened_at",
+        "_probes",
+        "settings",
+        "state",
+    )
+
+    def __init__(
+        self,
+        settings: CircuitBreakerSettings,
+        clock: Clock,
+        on_change: Callable[[CircuitState], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state: CircuitState = "closed"
+        self._clock = clock
+        self._on_change = on_change
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probes = 0
+        self._changed: asyncio.Event | None = None
+
+    def allow(self) -> bool:
+        """Whether a call may be sent now; in half-open state this takes a probe."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open":
+            if self._clock.monotonic() - self._opened_at < self.settings.reset_timeout:
+                return False
+            self._probes = 0
+            self._set("half_open")
+        if self._probes < self.settings.probes:
+            self._probes += 1
+            return True
+        return False
+
+    async def admit(self) -> None:
+        """Wait until a call may be sent (backpressure while the circuit is open)."""
+        while not self.allow():
+            if self.state == "open":
+                remaining = self._opened_at + self.settings.reset_timeout
+                await self._clock.sleep(max(0.0, remaining - self._clock.monotonic()))
+            else:  # half-open, every probe out: wait for their verdict
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                await self._changed.wait()
+
+    def record(self, *, failed: bool) -> None:
+        """A call that :meth:`allow` let through got an answer (or an outage)."""
+        if not failed:
+            self._failures = 0
+            if self.state != "closed":
+                self._set("closed")
+            return
+        self._failures += 1
+        if self.state == "half_open" or (
+            self.state == "closed" and self._failures >= self.settings.failures
+        ):
+            self._opened_at = self._clock.monotonic()
+            self._set("open")
+
+    def release(self) -> None:
+        """A call let through ended without a verdict (cancelled, never sent)."""
+        if self.state == "half_open" and self._probes > 0:
+            self._probes -= 1
+            self._wake()
+
+    def _set(self, state: CircuitState) -> None:
+        self.state = state
+        self._wake()
+        if self._on_change is not None:
+            self._on_change(state)
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None

@@ -110,11 +110,9 @@ def table_cache(app: Any, runner: InferenceRunner, settings: CacheSettings) -> R
     """
     model: ModelSettings = runner.settings
     name = f"faust-inference-cache-{model.name}"
-    common: dict[str, Any] = {
-        "key_serializer": "json",
-        "value_serializer": "json",
-        "help": f"faust-inference result cache of model {model.name!r}",
-    }
+    # No key_type/value_type: Faust then encodes keys and values as JSON,
+    # which is what the entries are.
+    common: dict[str, Any] = {"help": f"faust-inference result cache of model {model.name!r}"}
     if settings.table == "global":
         # Faust's own advice for GlobalTables with several workers (see
         # faust.tables.globaltable): one partition, recovery one by one.

@@ -26,6 +26,7 @@ app = faust.App(
     broker_commit_interval=float(env("COMMIT_INTERVAL", "1.0")),
     topic_disable_leader=True,
     producer_acks=-1,
+    topic_partitions=int(env("TOPIC_PARTITIONS", "4")),  # the cache table's, like the input's
 )
 install(app)
 
@@ -41,6 +42,7 @@ model = app.model(
     batch_timeout=0.005,
     timeout=float(env("MODEL_TIMEOUT", "5")),
     retries={"max_retries": 3, "initial_backoff": 0.05},
+    cache=json.loads(env("CACHE", "null")),
     **json.loads(env("MODEL_OPTIONS", "{}")),
 )
 
@@ -71,6 +73,7 @@ async def score(results):  # type: ignore[no-untyped-def]
                 "partition": r.partition,
                 "offset": r.offset,
                 "fallback": r.fallback,
+                "cached": r.cached,
                 "pid": os.getpid(),
             },
         )

@@ -4,7 +4,6 @@ Time comes from FakeClock: schedules run without sleeping, and the waits the
 limiter asked for are checked exactly.
 """
 
-import asyncio
 import random
 
 import pytest

@@ -230,11 +230,13 @@ class ModelRegistry:
         await self.transports.aclose()
 
 
-def install(app: Any) -> ModelRegistry:
+def install(app: Any, *, metrics: bool = False) -> ModelRegistry:
     """Add ``app.model(...)`` and the model registry (``app.inference``) to a Faust app.
 
     Calling it twice returns the same registry. Models are closed, and
-    their connections released, when the worker shuts down.
+    their connections released, when the worker shuts down. ``metrics=True``
+    serves Prometheus metrics at ``/metrics`` (see
+    :func:`faust_inference.sensors.prometheus.setup` for prices and options).
 
     Example:
         >>> import faust
@@ -242,6 +244,10 @@ def install(app: Any) -> ModelRegistry:
         >>> registry = install(app)                                     # doctest: +SKIP
         >>> fraud = app.model("fraud", provider="kserve", endpoint="http://127.0.0.1:8080")
     """
+    if metrics:
+        from faust_inference.sensors.prometheus import setup
+
+        setup(app)  # installs, then adds its observer
     existing = getattr(app, "inference", None)
     if isinstance(existing, ModelRegistry):
         return existing

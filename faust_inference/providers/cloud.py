@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import orjson
+import yarl
 
 from faust_inference.exceptions import (
     ConfigurationError,
@@ -48,6 +49,7 @@ __all__ = [
     "TokenCache",
     "json_body",
     "reclassify",
+    "request_url",
     "require",
 ]
 
@@ -260,3 +262,16 @@ def error_json(body: bytes) -> dict[str, Any]:
         return {}
     return data if isinstance(data, dict) else {}
 
+
+
+def request_url(url: str) -> str:
+    """``url`` exactly as the transport will send it.
+
+    aiohttp normalises URLs (``%3A`` becomes ``:``); a signature must cover
+    the path that is actually sent, so signed URLs are normalised first.
+
+    Example:
+        >>> request_url("https://h/model/anthropic.claude-v2%3A1/invoke")
+        'https://h/model/anthropic.claude-v2:1/invoke'
+    """
+    return str(yarl.URL(url))

@@ -1,0 +1,245 @@
+"""AWS for the bedrock and sagemaker providers: botocore's credentials and SigV4 signer.
+
+Requests go through our pooled aiohttp transport, not boto3 (whose calls
+block the event loop); botocore only supplies what must not be written by
+hand: the credential chain (environment, shared config and profiles, SSO,
+container and instance roles) and ``botocore.auth.SigV4Auth``.
+
+Credentials are resolved once, at registration. Temporary credentials
+(roles, SSO) are refreshed by botocore; the refresh is a blocking HTTP call,
+so it runs in a thread, and only when botocore says they are near expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from faust_inference.config import ModelSettings
+from faust_inference.exceptions import (
+    ClientError,
+    ConfigurationError,
+    RateLimited,
+    RemoteError,
+    ServerError,
+)
+from faust_inference.providers.cloud import error_json, reclassify, require
+from faust_inference.providers.transport import status_error
+
+__all__ = ["AwsSigner", "aws_error", "aws_signer"]
+
+# Error codes, from botocore's service models (``botocore/data/<service>/*/service-2.json``)
+# and its standard retry mode (``botocore/retries/standard.py``).
+_THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "SlowDown",
+    }
+)
+# Retryable but not a rate signal: botocore models ModelNotReadyException as
+# ``retryable: {throttling: false}`` (Bedrock) and documents it as "wait and try
+# again" (SageMaker: a serverless variant or multi-model endpoint still loading).
+_TRANSIENT = frozenset(
+    {
+        "ModelNotReadyException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalServerException",
+        "InternalServerError",
+        "InternalDependencyException",
+        "ModelTimeoutException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_AUTH_OR_REQUEST = frozenset(
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ExpiredTokenException",
+        "ValidationException",
+        "ValidationError",
+        "ResourceNotFoundException",
+        "ServiceQuotaExceededException",
+        "ModelErrorException",
+    }
+)
+
+
+def aws_error(
+    status: int, headers: Mapping[str, str], body: bytes, url: str, secrets: tuple[str, ...]
+) -> RemoteError:
+    """Our exception for an AWS error answer, by its error code first, then its status.
+
+    The code comes from the ``x-amzn-ErrorType`` header (``Code:namespace``)
+    or the body's ``__type``/``code``, as botocore's rest-json parser reads
+    it. SageMaker's ``ModelError`` (424) wraps the container's own answer:
+    it is classified by ``OriginalStatusCode``, so a container that answers
+    503 is retried and one that answers 400 is not.
+
+    Example:
+        >>> e = aws_error(400, {"x-amzn-ErrorType": "ThrottlingException:http://x/"},
+        ...               b'{"message": "Rate exceeded"}', "https://h/p", ())
+        >>> type(e).__name__, e.retryable, e.status
+        ('RateLimited', True, 400)
+    """
+    default = status_error(status, headers, body, url, secrets)
+    data = error_json(body)
+    code = _error_code(headers, data)
+    cls: type[RemoteError] | None = None
+    if code in _THROTTLING:
+        cls = RateLimited
+    elif code in _TRANSIENT:
+        cls = ServerError
+    elif code in _AUTH_OR_REQUEST:
+        cls = ClientError
+    elif code == "ModelError":
+        original = data.get("OriginalStatusCode")
+        if isinstance(original, int):
+            cls = type(status_error(original, {}, b"", url))
+    return reclassify(default, cls, code)
+
+
+def _error_code(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | None:
+    raw = _header(headers, "x-amzn-ErrorType") or data.get("__type") or data.get("code")
+    if not isinstance(raw, str) or not raw:
+        return None
+    return raw.split(":", 1)[0].rsplit("#", 1)[-1]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+class AwsSigner:
+    """Signs each request with SigV4 over its exact method, URL, headers and body.
+
+    Example:
+        >>> signer = aws_signer(settings, "bedrock", region)          # doctest: +SKIP
+        >>> await signer.headers("POST", url, body, {"Content-Type": "application/json"})
+        {'X-Amz-Date': '...', 'Authorization': 'AWS4-HMAC-SHA256 Credential=...'}
+    """
+
+    __slots__ = ("_auth", "_frozen", "_lock", "_request", "_source", "refreshes", "region", "service")
+
+    def __init__(self, credentials: Any, service: str, region: str) -> None:
+        botocore_auth = require("botocore.auth", "aws", "AWS signing")
+        self._auth = botocore_auth.SigV4Auth
+        self._request = require("botocore.awsrequest", "aws", "AWS signing").AWSRequest
+        self._source = credentials
+        self._frozen: Any = None
+        self._lock: asyncio.Lock | None = None
+        self.service = service
+        self.region = region
+        self.refreshes = 0
+        """How many times credentials were read from botocore (in a thread)."""
+
+    async def headers(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        """``Authorization``, ``X-Amz-Date`` and (temporary credentials) ``X-Amz-Security-Token``."""
+        credentials = await self._credentials()
+        request = self._request(method=method, url=url, data=body, headers=dict(headers))
+        self._auth(credentials, self.service, self.region).add_auth(request)
+        names = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
+        return {name: request.headers[name] for name in names if name in request.headers}
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret key and session token in use."""
+        frozen = self._frozen
+        if frozen is None:
+            return ()
+        return tuple(s for s in (frozen.secret_key, frozen.token) if s)
+
+    async def _credentials(self) -> Any:
+        if self._frozen is not None and not self._refresh_needed():
+            return self._frozen
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._frozen is None or self._refresh_needed():
+                # get_frozen_credentials() may call STS, SSO or the instance
+                # metadata service: never on the event loop.
+                self._frozen = await asyncio.to_thread(self._source.get_frozen_credentials)
+                self.refreshes += 1
+        return self._frozen
+
+    def _refresh_needed(self) -> bool:
+        # RefreshableCredentials.refresh_needed() only compares clocks; static
+        # credentials have no such method and never expire.
+        check = getattr(self._source, "refresh_needed", None)
+        return bool(check()) if callable(check) else False
+
+
+def aws_signer(
+    settings: ModelSettings, service: str, region: str | None, *, what: str
+) -> AwsSigner:
+    """The signer for a model: credentials from its connection, else botocore's chain.
+
+    Args:
+        settings: the model's settings (its connection may hold keys or a profile).
+        service: the SigV4 signing name (``bedrock``, ``sagemaker``).
+        region: the region option, if the model gave one.
+        what: the provider, for error messages.
+
+    Raises:
+        ConfigurationError: botocore missing, no region, or no credentials.
+    """
+    session_mod = require("botocore.session", "aws", what)
+    credentials_mod = require("botocore.credentials", "aws", what)
+    conn = settings.connection
+    try:
+        session = session_mod.Session(profile=conn.aws_profile if conn else None)
+        region = (
+            region
+            or (conn.region if conn else None)
+            # The SDKs' AWS_REGION; botocore itself reads AWS_DEFAULT_REGION and profiles.
+            or os.environ.get("AWS_REGION")
+            or session.get_config_variable("region")
+        )
+        if conn is not None and conn.credentials is not None:
+            credentials = conn.credentials
+        elif conn is not None and conn.aws_access_key_id is not None:
+            assert conn.aws_secret_access_key is not None  # the connection checks the pair
+            token = conn.aws_session_token
+            credentials = credentials_mod.Credentials(
+                conn.aws_access_key_id.get_secret_value(),
+                conn.aws_secret_access_key.get_secret_value(),
+                token.get_secret_value() if token else None,
+            )
+        else:
+            credentials = session.get_credentials()
+    except Exception as exc:  # botocore's profile and config errors
+        raise ConfigurationError(
+            f"model {settings.name!r} ({what}): AWS configuration failed: {type(exc).__name__}"
+        ) from None
+    if not region:
+        raise ConfigurationError(
+            f"model {settings.name!r} ({what}) needs an AWS region: pass region=, set it on "
+            "the connection, or set AWS_REGION"
+        )
+    if credentials is None:
+        raise ConfigurationError(
+            f"model {settings.name!r} ({what}) found no AWS credentials: give the connection "
+            "aws_access_key_id/aws_secret_access_key or aws_profile, or configure botocore's "
+            "chain (AWS_ACCESS_KEY_ID, ~/.aws, a role)"
+        )
+    return AwsSigner(credentials, service, str(region))

@@ -152,3 +152,49 @@ async def test_repeated_inputs_are_answered_from_the_table_with_the_real_model(
         assert len(r["output"]) == 2 and abs(sum(r["output"]) - 1) < 1e-6  # predict_proba
     stored = await changelog_keys(kafka.bootstrap, changelog_topic(names))
     assert len(stored) == len(rows)
+
+
+async def test_a_global_cache_answers_inputs_scored_by_another_worker(kafka, tmp_path):
+    names = scoring_topics(kafka)
+    n = 200
+    rows = [[i / n, 0.25, 0.5, 0.75] for i in range(n)]
+    first = [{"id": f"g{i:04d}", "x": row} for i, row in enumerate(rows)]
+    # The same inputs under new keys: most land on another partition, often
+    # on the other worker, where only a global table can know them.
+    again = [{"id": f"h{i:04d}", "x": row} for i, row in enumerate(rows)]
+    async with FakeEndpoint(latency=0.005) as ep:
+        env = {
+            **names,
+            "KAFKA_BROKER": kafka.url,
+            "MODEL_URL": ep.url,
+            "SESSION_TIMEOUT": "6",
+            "CACHE": json.dumps({"table": "global"}),
+        }
+        workers = [Worker(APP, env, tmp_path, f"global{i}") for i in range(2)]
+        try:
+            async with Collector(kafka.bootstrap, names["OUT_TOPIC"], names["DLQ_TOPIC"]) as seen:
+                out = seen.records[names["OUT_TOPIC"]]
+                for i, w in enumerate(workers):  # one by one, each ready before events flow
+                    w.start()
+                    await seen.wait_for(
+                        lambda w=w: "Ready" in w.log_path.read_text(), 60, workers=workers[: i + 1]
+                    )
+                await asyncio.sleep(3.0)  # the rebalance that gives the second one partitions
+                await produce(kafka.bootstrap, names["IN_TOPIC"], first, key=lambda e: e["id"])
+                await seen.wait_for(lambda: len(out) >= n, 60, workers=workers)
+                await asyncio.sleep(2.0)  # the global table's writes reach every worker
+                calls = ep.stats.total
+                await produce(kafka.bootstrap, names["IN_TOPIC"], again, key=lambda e: e["id"])
+                await seen.wait_for(lambda: len(out) >= 2 * n, 60, workers=workers)
+                calls_again = ep.stats.total - calls
+        finally:
+            for w in workers:
+                w.stop()
+    firsts = {r["id"][1:]: r for r in out if r["id"].startswith("g")}
+    second = [r for r in out if r["id"].startswith("h")]
+    assert calls_again == 0
+    assert all(r["cached"] for r in second)
+    assert all(r["output"] == firsts[r["id"][1:]]["output"] for r in second)
+    # The point of a global table: answers for inputs the *other* worker scored.
+    elsewhere = [r for r in second if r["pid"] != firsts[r["id"][1:]]["pid"]]
+    assert elsewhere, "every input came back to the worker that scored it; nothing shown"

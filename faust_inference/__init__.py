@@ -21,11 +21,21 @@ registered until ``install()`` and ``app.model()`` are called.
 
 from faust_inference.agent import infer
 from faust_inference.app import ModelRegistry, RemoteModel, install
-from faust_inference.config import CacheSettings, ModelSettings, RetrySettings, Task
+from faust_inference.config import (
+    CacheSettings,
+    CircuitBreakerSettings,
+    ModelSettings,
+    Price,
+    RateLimitSettings,
+    RetrySettings,
+    Task,
+)
 from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.core.provider import Predictions, Provider
 from faust_inference.core.runner import InferenceRunner, Outcome
+from faust_inference.drift import DriftMonitor
 from faust_inference.exceptions import (
+    CircuitOpen,
     ClientError,
     ConfigurationError,
     InferenceError,
@@ -46,9 +56,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CacheSettings",
+    "CircuitBreakerSettings",
+    "CircuitOpen",
     "ClientError",
     "ConfigurationError",
     "DeadLetter",
+    "DriftMonitor",
     "Envelope",
     "InferenceError",
     "InferenceResult",
@@ -60,8 +73,10 @@ __all__ = [
     "ModelSettings",
     "Outcome",
     "Predictions",
+    "Price",
     "Provider",
     "ProviderError",
+    "RateLimitSettings",
     "RateLimited",
     "RemoteError",
     "RemoteModel",

@@ -25,7 +25,7 @@ from faust_inference.exceptions import (
     RemoteError,
     ServerError,
 )
-from faust_inference.providers.cloud import error_json, reclassify, require
+from faust_inference.providers.cloud import error_json, header, reclassify, require
 from faust_inference.providers.transport import status_error
 
 __all__ = ["AwsSigner", "aws_error", "aws_signer"]
@@ -115,18 +115,11 @@ def aws_error(
 
 
 def _error_code(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | None:
-    raw = _header(headers, "x-amzn-ErrorType") or data.get("__type") or data.get("code")
+    raw = header(headers, "x-amzn-ErrorType") or data.get("__type") or data.get("code")
     if not isinstance(raw, str) or not raw:
         return None
     return raw.split(":", 1)[0].rsplit("#", 1)[-1]
 
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
 class AwsSigner:

@@ -47,6 +47,8 @@ __all__ = [
     "RequestAuth",
     "TokenAuth",
     "TokenCache",
+    "error_json",
+    "header",
     "json_body",
     "reclassify",
     "request_url",
@@ -275,3 +277,12 @@ def request_url(url: str) -> str:
         'https://h/model/anthropic.claude-v2:1/invoke'
     """
     return str(yarl.URL(url))
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively (plain dicts in tests, multidicts on the wire)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)

@@ -45,7 +45,7 @@ from faust_inference.providers.base import (
 from faust_inference.providers.transport import TransportPool
 from faust_inference.results import Usage
 
-__all__ = ["OpenAIOptions", "OpenAIProvider", "create"]
+__all__ = ["OpenAIOptions", "OpenAIProvider", "check_task", "create"]
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
@@ -134,11 +134,7 @@ class OpenAIProvider:
 def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider:
     """Build an OpenAI-compatible provider from a model's settings."""
     options = parse_options(settings, OpenAIOptions)
-    if settings.task == "regression":
-        raise ConfigurationError(
-            f"model {settings.name!r}: the openai provider serves task='embedding', "
-            "'text_generation' or 'classification' (chat), not 'regression'"
-        )
+    check_task(settings)
     endpoint = settings.endpoint or DEFAULT_ENDPOINT
     hosted = (urlsplit(endpoint).hostname or "").endswith("openai.com")
     path = "/embeddings" if settings.task == "embedding" else "/chat/completions"
@@ -146,6 +142,19 @@ def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider
         settings, transports, endpoint + path, default_env="OPENAI_API_KEY", required=hosted
     )
     return OpenAIProvider(settings, options, target)
+
+
+def check_task(settings: ModelSettings) -> None:
+    """Reject tasks the chat and embeddings APIs cannot serve (shared with azure_openai).
+
+    Raises:
+        ConfigurationError: ``task="regression"``.
+    """
+    if settings.task == "regression":
+        raise ConfigurationError(
+            f"model {settings.name!r}: the {settings.provider} provider serves "
+            "task='embedding', 'text_generation' or 'classification' (chat), not 'regression'"
+        )
 
 
 def _usage(answer: Any) -> Usage | None:

@@ -121,7 +121,6 @@ def _error_code(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | No
     return raw.split(":", 1)[0].rsplit("#", 1)[-1]
 
 
-
 class AwsSigner:
     """Signs each request with SigV4 over its exact method, URL, headers and body.
 
@@ -131,7 +130,16 @@ class AwsSigner:
         {'X-Amz-Date': '...', 'Authorization': 'AWS4-HMAC-SHA256 Credential=...'}
     """
 
-    __slots__ = ("_auth", "_frozen", "_lock", "_request", "_source", "refreshes", "region", "service")
+    __slots__ = (
+        "_auth",
+        "_frozen",
+        "_lock",
+        "_request",
+        "_source",
+        "refreshes",
+        "region",
+        "service",
+    )
 
     def __init__(self, credentials: Any, service: str, region: str) -> None:
         botocore_auth = require("botocore.auth", "aws", "AWS signing")
@@ -148,7 +156,7 @@ class AwsSigner:
     async def headers(
         self, method: str, url: str, body: bytes, headers: Mapping[str, str]
     ) -> Mapping[str, str]:
-        """``Authorization``, ``X-Amz-Date`` and (temporary credentials) ``X-Amz-Security-Token``."""
+        """``Authorization``, ``X-Amz-Date`` and, for temporary credentials, the token header."""
         credentials = await self._credentials()
         request = self._request(method=method, url=url, data=body, headers=dict(headers))
         self._auth(credentials, self.service, self.region).add_auth(request)

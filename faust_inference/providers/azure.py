@@ -158,4 +158,3 @@ def azure_error(
     if reason and label is None:
         label = f"model error {original or ''} {reason}".strip()
     return reclassify(default, cls, label, delay)
-

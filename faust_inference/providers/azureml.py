@@ -106,7 +106,9 @@ class AzureMLProvider:
                 f"{self.url}: unexpected scoring answer: {type(exc).__name__}: {exc}"
             ) from exc
         if len(outputs) != len(rows):
-            raise ResponseDecodeError(f"{self.url}: {len(outputs)} predictions for {len(rows)} rows")
+            raise ResponseDecodeError(
+                f"{self.url}: {len(outputs)} predictions for {len(rows)} rows"
+            )
         return Predictions(outputs)
 
     async def aclose(self) -> None:

@@ -92,7 +92,9 @@ class BedrockProvider:
         if self.mode == "cohere":
             texts = [_text(v) for v in inputs]
             body: dict[str, Any] = {
-                "texts": texts, "input_type": self.options.input_type, **self.options.parameters
+                "texts": texts,
+                "input_type": self.options.input_type,
+                **self.options.parameters,
             }
             answer, usage = await self._invoke(body)
             vectors = _get(answer, self.url, "embeddings")
@@ -107,7 +109,8 @@ class BedrockProvider:
         value = inputs[0]
         if not isinstance(value, Mapping):
             raise InvalidInput(
-                "input", f"an InvokeModel input is the model's JSON body (a dict), got {describe(value)}"
+                "input",
+                f"an InvokeModel input is the model's JSON body (a dict), got {describe(value)}",
             )
         answer, usage = await self._invoke({**value, **self.options.parameters})
         return Predictions([answer], usage=usage)
@@ -206,7 +209,9 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidInput("input", f"an embedding input must be a non-empty string, got {describe(value)}")
+        raise InvalidInput(
+            "input", f"an embedding input must be a non-empty string, got {describe(value)}"
+        )
     return value
 
 

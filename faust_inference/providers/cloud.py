@@ -33,7 +33,6 @@ import yarl
 
 from faust_inference.exceptions import (
     ConfigurationError,
-    ProviderError,
     RemoteError,
     ResponseDecodeError,
     TransportError,
@@ -263,7 +262,6 @@ def error_json(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return data if isinstance(data, dict) else {}
-
 
 
 def request_url(url: str) -> str:

@@ -19,7 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust_inference.config import ModelSettings
-from faust_inference.exceptions import ClientError, ConfigurationError, RateLimited, RemoteError, ServerError
+from faust_inference.exceptions import (
+    ClientError,
+    ConfigurationError,
+    RateLimited,
+    RemoteError,
+    ServerError,
+)
 from faust_inference.providers.cloud import TokenCache, error_json, reclassify, require
 from faust_inference.providers.transport import status_error
 

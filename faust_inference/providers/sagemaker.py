@@ -84,7 +84,10 @@ class SageMakerProvider:
         self.endpoint = endpoint
         self.url = endpoint.url
         self.csv = options.content_type == "text/csv"
-        headers = {"Content-Type": options.content_type, "Accept": options.accept or options.content_type}
+        headers = {
+            "Content-Type": options.content_type,
+            "Accept": options.accept or options.content_type,
+        }
         for name, value in (
             ("X-Amzn-SageMaker-Target-Model", options.target_model),
             ("X-Amzn-SageMaker-Target-Variant", options.target_variant),
@@ -97,7 +100,9 @@ class SageMakerProvider:
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """Encode the batch, invoke the endpoint, split the answer into rows."""
-        body = _csv_body(inputs) if self.csv else json_body(self.options.request_builder(list(inputs)))
+        body = (
+            _csv_body(inputs) if self.csv else json_body(self.options.request_builder(list(inputs)))
+        )
         headers, data = await self.endpoint.send(body, self.headers)
         variant = headers.get("x-Amzn-Invoked-Production-Variant")
         if self.csv:
@@ -144,7 +149,9 @@ def _csv_body(inputs: Sequence[Any]) -> bytes:
         if not isinstance(values, (list, tuple)) or any(
             isinstance(v, (list, tuple, dict)) for v in values
         ):
-            raise InvalidInput("input", f"row {i}: a CSV row is a flat list of values, got {describe(row)}")
+            raise InvalidInput(
+                "input", f"row {i}: a CSV row is a flat list of values, got {describe(row)}"
+            )
         writer.writerow(values)
     return out.getvalue().encode()
 

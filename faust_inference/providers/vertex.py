@@ -76,7 +76,9 @@ class GoogleOptions(ProviderOptions):
 class GoogleProvider:
     """One predict, generateContent or embed call per request."""
 
-    def __init__(self, options: GoogleOptions, endpoint: CloudEndpoint, mode: Mode, model: str) -> None:
+    def __init__(
+        self, options: GoogleOptions, endpoint: CloudEndpoint, mode: Mode, model: str
+    ) -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
@@ -110,9 +112,7 @@ class GoogleProvider:
                 return Predictions([answer["embedding"]["values"]])
             except (KeyError, TypeError):
                 raise ResponseDecodeError(f"{self.url}: answer has no embedding.values") from None
-        requests = [
-            {"model": f"models/{self.model}", "content": _parts(t), **extra} for t in texts
-        ]
+        requests = [{"model": f"models/{self.model}", "content": _parts(t), **extra} for t in texts]
         answer = await self.endpoint.post({"requests": requests})
         items = _list(answer, "embeddings", len(texts), self.url)
         try:
@@ -137,9 +137,14 @@ class GoogleProvider:
         predictions = _list(answer, "predictions", len(texts), self.url)
         try:
             vectors = [p["embeddings"]["values"] for p in predictions]
-            tokens = sum(int(p["embeddings"].get("statistics", {}).get("token_count", 0)) for p in predictions)
+            tokens = sum(
+                int(p["embeddings"].get("statistics", {}).get("token_count", 0))
+                for p in predictions
+            )
         except (KeyError, TypeError, AttributeError):
-            raise ResponseDecodeError(f"{self.url}: a prediction has no embeddings.values") from None
+            raise ResponseDecodeError(
+                f"{self.url}: a prediction has no embeddings.values"
+            ) from None
         return Predictions(vectors, usage=Usage(tokens, 0))
 
     async def _generate(self, value: Any) -> Predictions:
@@ -159,7 +164,10 @@ class GoogleProvider:
                 f"'contents'; got {describe(value)}",
             )
         if self.options.parameters:
-            body["generationConfig"] = {**self.options.parameters, **body.get("generationConfig", {})}
+            body["generationConfig"] = {
+                **self.options.parameters,
+                **body.get("generationConfig", {}),
+            }
         answer = await self.endpoint.post(body)
         try:
             candidate = answer["candidates"][0]
@@ -172,7 +180,9 @@ class GoogleProvider:
                 + (f" (prompt blocked: {reason})" if reason else "")
             ) from None
         meta = answer.get("usageMetadata") or {}
-        usage = Usage(int(meta.get("promptTokenCount") or 0), int(meta.get("candidatesTokenCount") or 0))
+        usage = Usage(
+            int(meta.get("promptTokenCount") or 0), int(meta.get("candidatesTokenCount") or 0)
+        )
         version = answer.get("modelVersion")
         return Predictions([text], usage=usage, model_version=str(version) if version else None)
 
@@ -190,7 +200,11 @@ def create(settings: ModelSettings, transports: TransportPool) -> GoogleProvider
             "on the model or its connection"
         )
     location = options.location or (conn.region if conn else None) or "us-central1"
-    host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+    host = (
+        "aiplatform.googleapis.com"
+        if location == "global"
+        else f"{location}-aiplatform.googleapis.com"
+    )
     base = settings.endpoint or f"https://{host}"
     parent = f"projects/{quote(project, safe='')}/locations/{quote(location, safe='')}"
     target = settings.target
@@ -206,7 +220,9 @@ def create(settings: ModelSettings, transports: TransportPool) -> GoogleProvider
         resource = f"{parent}/{resource}"
     url = f"{base}/{options.api_version or 'v1'}/{resource}:{method}"
     auth = TokenAuth(google_token_cache(credentials, what))
-    endpoint = CloudEndpoint(url, transports.get(url), dict(settings.headers), auth=auth, classify=google_error)
+    endpoint = CloudEndpoint(
+        url, transports.get(url), dict(settings.headers), auth=auth, classify=google_error
+    )
     return GoogleProvider(options, endpoint, mode, target)
 
 
@@ -220,7 +236,11 @@ def create_gemini(settings: ModelSettings, transports: TransportPool) -> GoogleP
         )
     base = settings.endpoint or "https://generativelanguage.googleapis.com"
     hosted = (urlsplit(base).hostname or "").endswith("googleapis.com")
-    env = "GOOGLE_API_KEY" if "GOOGLE_API_KEY" in os.environ and "GEMINI_API_KEY" not in os.environ else "GEMINI_API_KEY"
+    env = (
+        "GOOGLE_API_KEY"
+        if "GOOGLE_API_KEY" in os.environ and "GEMINI_API_KEY" not in os.environ
+        else "GEMINI_API_KEY"
+    )
     key = resolve_api_key(settings, default_env=env, required=hosted)
     model = settings.target.removeprefix("models/")
     mode: Mode
@@ -250,7 +270,9 @@ def _content(message: dict[str, Any]) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidInput("input", f"an embedding input must be a non-empty string, got {describe(value)}")
+        raise InvalidInput(
+            "input", f"an embedding input must be a non-empty string, got {describe(value)}"
+        )
     return value
 
 

@@ -104,7 +104,10 @@ def verify_sigv4(
     parts = dict(p.strip().split("=", 1) for p in rest.split(","))
     key_id, date, scope_region, scope_service, terminator = parts["Credential"].split("/")
     assert (key_id, scope_region, scope_service, terminator) == (
-        access_key, region, service, "aws4_request"
+        access_key,
+        region,
+        service,
+        "aws4_request",
     )
     timestamp = received.headers["X-Amz-Date"]
     assert timestamp.startswith(date)

@@ -23,33 +23,70 @@ KEY = "azure-key-0123456789abcdef0123456789"
 def openai_answer(req: Received):
     body = req.json
     if "input" in body:
-        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0]}
-                for i, t in enumerate(body["input"])]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0]}
+            for i, t in enumerate(body["input"])
+        ]
         tokens = sum(len(t.split()) for t in body["input"])
-        return json_reply({"object": "list", "data": data[::-1], "model": "text-embedding-3-small",
-                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return json_reply(
+            {
+                "object": "list",
+                "data": data[::-1],
+                "model": "text-embedding-3-small",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
     text = body["messages"][-1]["content"]
-    return json_reply({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text[::-1]}}],
-        "usage": {"prompt_tokens": len(text), "completion_tokens": 2, "total_tokens": len(text) + 2},
-    })
+    return json_reply(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text[::-1]},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": len(text),
+                "completion_tokens": 2,
+                "total_tokens": len(text) + 2,
+            },
+        }
+    )
 
 
 async def test_chat_goes_to_the_deployment_with_api_version_and_api_key(registry):
     async with FakeCloud(openai_answer) as cloud:
-        registry.connections.add(name="azure-prod", provider="azure_openai", endpoint=cloud.url,
-                                 api_key=KEY, api_version="2024-06-01")
-        model = registry.register("summarize", connection="azure-prod", remote_name="gpt4o mini",
-                                  task="text_generation", system_prompt="Be brief.")
+        registry.connections.add(
+            name="azure-prod",
+            provider="azure_openai",
+            endpoint=cloud.url,
+            api_key=KEY,
+            api_version="2024-06-01",
+        )
+        model = registry.register(
+            "summarize",
+            connection="azure-prod",
+            remote_name="gpt4o mini",
+            task="text_generation",
+            system_prompt="Be brief.",
+        )
         assert await model.predict("hello") == "olleh"
         req = cloud.last
         assert req.method == "POST"
-        assert req.path == "/openai/deployments/gpt4o%20mini/chat/completions?api-version=2024-06-01"
+        assert (
+            req.path == "/openai/deployments/gpt4o%20mini/chat/completions?api-version=2024-06-01"
+        )
         assert req.headers["api-key"] == KEY and "Authorization" not in req.headers
-        assert req.json == {"messages": [{"role": "system", "content": "Be brief."},
-                                         {"role": "user", "content": "hello"}]}
+        assert req.json == {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hello"},
+            ]
+        }
         usage = (await model.runner.provider.infer(["abc"])).usage
         assert (usage.input_tokens, usage.output_tokens) == (3, 2)
 
@@ -57,9 +94,16 @@ async def test_chat_goes_to_the_deployment_with_api_version_and_api_key(registry
 async def test_embeddings_are_batched_and_ordered(registry, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
     async with FakeCloud(openai_answer) as cloud:
-        model = registry.register("embed", provider="azure_openai", endpoint=cloud.url,
-                                  deployment="emb-small", task="embedding", batch_size=8,
-                                  batch_timeout=0.05, dimensions=2)
+        model = registry.register(
+            "embed",
+            provider="azure_openai",
+            endpoint=cloud.url,
+            deployment="emb-small",
+            task="embedding",
+            batch_size=8,
+            batch_timeout=0.05,
+            dimensions=2,
+        )
         assert await model.predict_many(["a", "bb", "ccc"]) == [[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]]
         assert len(cloud.requests) == 1
         assert cloud.last.path == "/openai/deployments/emb-small/embeddings?api-version=2024-10-21"
@@ -82,10 +126,16 @@ class FakeTokenCredential:
 async def test_entra_id_token_is_fetched_in_a_thread_and_cached(registry):
     credential = FakeTokenCredential()
     async with FakeCloud(openai_answer) as cloud:
-        registry.connections.add(name="entra", provider="azure_openai", endpoint=cloud.url,
-                                 credentials=credential)
-        model = registry.register("chat", connection="entra", task="text_generation",
-                                  remote_name="gpt-4o", max_concurrency=4)
+        registry.connections.add(
+            name="entra", provider="azure_openai", endpoint=cloud.url, credentials=credential
+        )
+        model = registry.register(
+            "chat",
+            connection="entra",
+            task="text_generation",
+            remote_name="gpt-4o",
+            max_concurrency=4,
+        )
         await model.predict_many(["a", "b", "c", "d"])
         assert [r.headers["Authorization"] for r in cloud.requests] == ["Bearer entra-token-1"] * 4
         assert "api-key" not in cloud.last.headers
@@ -97,13 +147,16 @@ async def test_entra_id_token_is_fetched_in_a_thread_and_cached(registry):
 async def test_a_token_near_expiry_is_refreshed(registry):
     credential = FakeTokenCredential(lifetime=200)  # inside the 5-minute refresh margin
     async with FakeCloud(openai_answer) as cloud:
-        registry.connections.add(name="entra", provider="azure_openai", endpoint=cloud.url,
-                                 credentials=credential)
+        registry.connections.add(
+            name="entra", provider="azure_openai", endpoint=cloud.url, credentials=credential
+        )
         model = registry.register("chat", connection="entra", task="text_generation")
         await model.predict("a")
         await model.predict("b")
         assert [r.headers["Authorization"] for r in cloud.requests] == [
-            "Bearer entra-token-1", "Bearer entra-token-2"]
+            "Bearer entra-token-1",
+            "Bearer entra-token-2",
+        ]
 
 
 async def test_429_honours_retry_after_ms_and_content_filter_is_not_retried(registry):
@@ -112,17 +165,38 @@ async def test_429_honours_retry_after_ms_and_content_filter_is_not_retried(regi
     def answer(req):
         calls.append(1)
         if len(calls) == 1:
-            return json_reply({"error": {"code": "429", "message": "Requests to the ChatCompletions_Create Operation have exceeded call rate limit. Please retry after 1 second."}},
-                              status=429, headers={"retry-after-ms": "200"})
+            return json_reply(
+                {
+                    "error": {
+                        "code": "429",
+                        "message": "Requests to the ChatCompletions_Create Operation have exceeded call rate limit. Please retry after 1 second.",
+                    }
+                },
+                status=429,
+                headers={"retry-after-ms": "200"},
+            )
         if req.json["messages"][-1]["content"] == "bad":
-            return json_reply({"error": {"code": "content_filter", "message": "The response was filtered",
-                                         "status": 400}}, status=400)
+            return json_reply(
+                {
+                    "error": {
+                        "code": "content_filter",
+                        "message": "The response was filtered",
+                        "status": 400,
+                    }
+                },
+                status=400,
+            )
         return openai_answer(req)
 
     async with FakeCloud(answer) as cloud:
-        model = registry.register("chat", provider="azure_openai", endpoint=cloud.url,
-                                  api_key=KEY, task="text_generation",
-                                  retries={"max_retries": 2, "initial_backoff": 0.001, "jitter": 0})
+        model = registry.register(
+            "chat",
+            provider="azure_openai",
+            endpoint=cloud.url,
+            api_key=KEY,
+            task="text_generation",
+            retries={"max_retries": 2, "initial_backoff": 0.001, "jitter": 0},
+        )
         started = time.monotonic()
         assert await model.predict("ok") == "ko"
         assert time.monotonic() - started >= 0.2
@@ -134,13 +208,39 @@ async def test_429_honours_retry_after_ms_and_content_filter_is_not_retried(regi
 @pytest.mark.parametrize(
     ("status", "headers", "body", "cls", "retryable", "retry_after"),
     [
-        (429, {"retry-after-ms": "1500", "Retry-After": "2"}, {"error": {"code": "429"}},
-         RateLimited, True, 2.0),
+        (
+            429,
+            {"retry-after-ms": "1500", "Retry-After": "2"},
+            {"error": {"code": "429"}},
+            RateLimited,
+            True,
+            2.0,
+        ),
         (429, {"x-ms-retry-after-ms": "250"}, {"error": {"code": "429"}}, RateLimited, True, 0.25),
-        (401, {}, {"error": {"code": "401", "message": "Access denied due to invalid subscription key"}},
-         ClientError, False, None),
-        (404, {}, {"error": {"code": "DeploymentNotFound", "message": "x"}}, ClientError, False, None),
-        (503, {}, {"error": {"code": "ServiceUnavailable", "message": "x"}}, ServerError, True, None),
+        (
+            401,
+            {},
+            {"error": {"code": "401", "message": "Access denied due to invalid subscription key"}},
+            ClientError,
+            False,
+            None,
+        ),
+        (
+            404,
+            {},
+            {"error": {"code": "DeploymentNotFound", "message": "x"}},
+            ClientError,
+            False,
+            None,
+        ),
+        (
+            503,
+            {},
+            {"error": {"code": "ServiceUnavailable", "message": "x"}},
+            ServerError,
+            True,
+            None,
+        ),
     ],
 )
 def test_azure_errors_map_to_our_errors(status, headers, body, cls, retryable, retry_after):
@@ -157,7 +257,10 @@ def test_endpoint_is_required_and_azure_identity_is_optional(monkeypatch):
         ModelRegistry().register("c", provider="azure_openai", task="text_generation")
     monkeypatch.setitem(__import__("sys").modules, "azure.identity", None)
     with pytest.raises(ConfigurationError, match=r"faust-inference\[azure\]"):
-        ModelRegistry().register("c", provider="azure_openai", endpoint="https://x.openai.azure.com")
+        ModelRegistry().register(
+            "c", provider="azure_openai", endpoint="https://x.openai.azure.com"
+        )
     # A key needs no azure-identity at all.
-    ModelRegistry().register("k", provider="azure_openai", endpoint="https://x.openai.azure.com",
-                             api_key=KEY)
+    ModelRegistry().register(
+        "k", provider="azure_openai", endpoint="https://x.openai.azure.com", api_key=KEY
+    )

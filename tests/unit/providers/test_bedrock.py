@@ -16,15 +16,24 @@ from faust_inference.providers.aws import aws_error
 
 from .cloud_fake import FakeCloud, Received, json_reply, verify_sigv4
 
-KEY_ID, SECRET, TOKEN = "AKIDFAKEFAKEFAKE", "fake/secret+key/0123456789abcdefghijklm", "fake-session-token"
+KEY_ID, SECRET, TOKEN = (
+    "AKIDFAKEFAKEFAKE",
+    "fake/secret+key/0123456789abcdefghijklm",
+    "fake-session-token",
+)
 REGION = "eu-central-1"
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 def add_connection(registry, **extra):
     registry.connections.add(
-        name="bedrock-test", provider="bedrock", region=REGION, aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET, aws_session_token=TOKEN, **extra,
+        name="bedrock-test",
+        provider="bedrock",
+        region=REGION,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        aws_session_token=TOKEN,
+        **extra,
     )
 
 
@@ -32,21 +41,31 @@ def converse_answer(req: Received):
     """Converse response shape: output.message.content[].text, stopReason, usage."""
     body = req.json
     text = body["messages"][-1]["content"][0]["text"]
-    return json_reply({
-        "output": {"message": {"role": "assistant", "content": [{"text": f"echo: {text}"}]}},
-        "stopReason": "end_turn",
-        "usage": {"inputTokens": len(text.split()), "outputTokens": len(text.split()) + 1,
-                  "totalTokens": 2 * len(text.split()) + 1},
-        "metrics": {"latencyMs": 12},
-    })
+    return json_reply(
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": f"echo: {text}"}]}},
+            "stopReason": "end_turn",
+            "usage": {
+                "inputTokens": len(text.split()),
+                "outputTokens": len(text.split()) + 1,
+                "totalTokens": 2 * len(text.split()) + 1,
+            },
+            "metrics": {"latencyMs": 12},
+        }
+    )
 
 
 async def test_converse_request_is_signed_and_shaped_like_the_api(registry):
     async with FakeCloud(converse_answer) as cloud:
         add_connection(registry)
         model = registry.register(
-            "claude", connection="bedrock-test", endpoint=cloud.url, task="text_generation",
-            remote_name=CLAUDE, system_prompt="Be brief.", parameters={"maxTokens": 50},
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+            system_prompt="Be brief.",
+            parameters={"maxTokens": 50},
             retries=0,
         )
         out = await model.predict_many(["hello there world"])
@@ -61,16 +80,22 @@ async def test_converse_request_is_signed_and_shaped_like_the_api(registry):
         }
         assert req.headers["Content-Type"] == "application/json"
         assert req.headers["X-Amz-Security-Token"] == TOKEN
-        signed = verify_sigv4(req, access_key=KEY_ID, secret_key=SECRET, token=TOKEN,
-                              service="bedrock", region=REGION)
+        signed = verify_sigv4(
+            req, access_key=KEY_ID, secret_key=SECRET, token=TOKEN, service="bedrock", region=REGION
+        )
         assert {"host", "content-type", "x-amz-date", "x-amz-security-token"} <= set(signed)
 
 
 async def test_usage_is_reported_from_converse(registry):
     async with FakeCloud(converse_answer) as cloud:
         add_connection(registry)
-        model = registry.register("claude", connection="bedrock-test", endpoint=cloud.url,
-                                  task="text_generation", remote_name=CLAUDE)
+        model = registry.register(
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+        )
         predictions = await model.runner.provider.infer(["one two three"])
         assert predictions.outputs == ["echo: one two three"]
         assert (predictions.usage.input_tokens, predictions.usage.output_tokens) == (3, 4)
@@ -79,14 +104,25 @@ async def test_usage_is_reported_from_converse(registry):
 async def test_a_tampered_request_fails_verification(registry):
     async with FakeCloud(converse_answer) as cloud:
         add_connection(registry)
-        model = registry.register("claude", connection="bedrock-test", endpoint=cloud.url,
-                                  task="text_generation", remote_name=CLAUDE)
+        model = registry.register(
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+        )
         await model.predict("hi")
         req = cloud.last
         req.body = req.body.replace(b"hi", b"ho")
         with pytest.raises(AssertionError, match="signature mismatch"):
-            verify_sigv4(req, access_key=KEY_ID, secret_key=SECRET, token=TOKEN,
-                         service="bedrock", region=REGION)
+            verify_sigv4(
+                req,
+                access_key=KEY_ID,
+                secret_key=SECRET,
+                token=TOKEN,
+                service="bedrock",
+                region=REGION,
+            )
 
 
 def titan_answer(req: Received):
@@ -94,26 +130,43 @@ def titan_answer(req: Received):
     text = req.json["inputText"]
     return json_reply(
         {"embedding": [float(len(text)), float(text.count(" "))], "inputTextTokenCount": 2},
-        headers={"X-Amzn-Bedrock-Input-Token-Count": str(len(text.split())),
-                 "X-Amzn-Bedrock-Output-Token-Count": "0"},
+        headers={
+            "X-Amzn-Bedrock-Input-Token-Count": str(len(text.split())),
+            "X-Amzn-Bedrock-Output-Token-Count": "0",
+        },
     )
 
 
 async def test_titan_embeddings_invoke_one_text_per_call(registry):
     async with FakeCloud(titan_answer) as cloud:
         add_connection(registry)
-        model = registry.register("titan", connection="bedrock-test", endpoint=cloud.url,
-                                  task="embedding", remote_name="amazon.titan-embed-text-v2:0",
-                                  batch_size=4, batch_timeout=0.05, parameters={"dimensions": 256})
+        model = registry.register(
+            "titan",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="embedding",
+            remote_name="amazon.titan-embed-text-v2:0",
+            batch_size=4,
+            batch_timeout=0.05,
+            parameters={"dimensions": 256},
+        )
         vectors = await model.predict_many(["a b c", "hello"])
         assert vectors == [[5.0, 2.0], [5.0, 0.0]]
         assert len(cloud.requests) == 2  # Titan takes one text per call
         assert {r.path for r in cloud.requests} == {"/model/amazon.titan-embed-text-v2:0/invoke"}
-        assert cloud.requests[0].json in ({"inputText": "a b c", "dimensions": 256},
-                                          {"inputText": "hello", "dimensions": 256})
+        assert cloud.requests[0].json in (
+            {"inputText": "a b c", "dimensions": 256},
+            {"inputText": "hello", "dimensions": 256},
+        )
         for req in cloud.requests:
-            verify_sigv4(req, access_key=KEY_ID, secret_key=SECRET, token=TOKEN,
-                         service="bedrock", region=REGION)
+            verify_sigv4(
+                req,
+                access_key=KEY_ID,
+                secret_key=SECRET,
+                token=TOKEN,
+                service="bedrock",
+                region=REGION,
+            )
         usage = (await model.runner.provider.infer(["x y z"])).usage
         assert (usage.input_tokens, usage.output_tokens) == (3, 0)
 
@@ -121,16 +174,24 @@ async def test_titan_embeddings_invoke_one_text_per_call(registry):
 def cohere_answer(req: Received):
     """Cohere embed InvokeModel response: embeddings (one per text), id, texts."""
     body = req.json
-    return json_reply({"id": "x", "texts": body["texts"],
-                       "embeddings": [[float(len(t))] for t in body["texts"]]})
+    return json_reply(
+        {"id": "x", "texts": body["texts"], "embeddings": [[float(len(t))] for t in body["texts"]]}
+    )
 
 
 async def test_cohere_embeddings_are_batched(registry):
     async with FakeCloud(cohere_answer) as cloud:
         add_connection(registry)
-        model = registry.register("cohere", connection="bedrock-test", endpoint=cloud.url,
-                                  task="embedding", remote_name="cohere.embed-english-v3",
-                                  batch_size=8, batch_timeout=0.05, input_type="search_query")
+        model = registry.register(
+            "cohere",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="embedding",
+            remote_name="cohere.embed-english-v3",
+            batch_size=8,
+            batch_timeout=0.05,
+            input_type="search_query",
+        )
         assert await model.predict_many(["a", "bb", "ccc"]) == [[1.0], [2.0], [3.0]]
         assert len(cloud.requests) == 1
         assert cloud.last.json == {"texts": ["a", "bb", "ccc"], "input_type": "search_query"}
@@ -148,21 +209,38 @@ async def test_native_invoke_body_and_the_default_credential_chain(registry, mon
         return json_reply({"generation": req.json["prompt"].upper(), "stop_reason": "stop"})
 
     async with FakeCloud(answer) as cloud:
-        model = registry.register("llama", provider="bedrock", endpoint=cloud.url, api="invoke",
-                                  remote_name="meta.llama3-8b-instruct-v1:0")
+        model = registry.register(
+            "llama",
+            provider="bedrock",
+            endpoint=cloud.url,
+            api="invoke",
+            remote_name="meta.llama3-8b-instruct-v1:0",
+        )
         out = await model.predict({"prompt": "hi", "max_gen_len": 5})
         assert out == {"generation": "HI", "stop_reason": "stop"}
         assert cloud.last.json == {"prompt": "hi", "max_gen_len": 5}
         assert "X-Amz-Security-Token" not in cloud.last.headers
-        verify_sigv4(cloud.last, access_key=KEY_ID, secret_key=SECRET, token=None,
-                     service="bedrock", region="us-west-2")
+        verify_sigv4(
+            cloud.last,
+            access_key=KEY_ID,
+            secret_key=SECRET,
+            token=None,
+            service="bedrock",
+            region="us-west-2",
+        )
 
 
 async def test_credentials_are_read_in_a_thread_once_not_per_request(registry):
     async with FakeCloud(converse_answer) as cloud:
         add_connection(registry)
-        model = registry.register("claude", connection="bedrock-test", endpoint=cloud.url,
-                                  task="text_generation", remote_name=CLAUDE, max_concurrency=4)
+        model = registry.register(
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+            max_concurrency=4,
+        )
         signer = model.runner.provider.endpoint.auth
         threads = []
         source = signer._source
@@ -184,6 +262,7 @@ class _Expiring:
 
     def __init__(self):
         from botocore.credentials import ReadOnlyCredentials
+
         self.needed = False
         self.calls = 0
         self.frozen = ReadOnlyCredentials(KEY_ID, SECRET, TOKEN)
@@ -201,8 +280,13 @@ async def test_credentials_near_expiry_are_refreshed(registry):
     source = _Expiring()
     async with FakeCloud(converse_answer) as cloud:
         add_connection(registry, credentials=source)
-        model = registry.register("claude", connection="bedrock-test", endpoint=cloud.url,
-                                  task="text_generation", remote_name=CLAUDE)
+        model = registry.register(
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+        )
         await model.predict("a")
         await model.predict("b")
         assert source.calls == 1
@@ -240,18 +324,28 @@ async def test_throttling_is_retried_and_auth_failure_is_not(registry):
     def flaky(req):
         calls["n"] += 1
         if calls["n"] == 1:
-            return json_reply({"message": "Too many requests, please wait before trying again."},
-                              status=429, headers={"x-amzn-ErrorType": "ThrottlingException:x"})
+            return json_reply(
+                {"message": "Too many requests, please wait before trying again."},
+                status=429,
+                headers={"x-amzn-ErrorType": "ThrottlingException:x"},
+            )
         if req.json["messages"][0]["content"][0]["text"] == "forbidden":
-            return json_reply({"message": f"The security token included in the request is invalid. {TOKEN}"},
-                              status=403, headers={"x-amzn-ErrorType": "UnrecognizedClientException:x"})
+            return json_reply(
+                {"message": f"The security token included in the request is invalid. {TOKEN}"},
+                status=403,
+                headers={"x-amzn-ErrorType": "UnrecognizedClientException:x"},
+            )
         return converse_answer(req)
 
     async with FakeCloud(flaky) as cloud:
         add_connection(registry)
         model = registry.register(
-            "claude", connection="bedrock-test", endpoint=cloud.url, task="text_generation",
-            remote_name=CLAUDE, retries={"max_retries": 2, "initial_backoff": 0.01, "jitter": 0},
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+            retries={"max_retries": 2, "initial_backoff": 0.01, "jitter": 0},
         )
         assert await model.predict("ok") == "echo: ok"
         assert len(cloud.requests) == 2
@@ -264,14 +358,21 @@ async def test_throttling_is_retried_and_auth_failure_is_not(registry):
 
 async def test_persistent_throttling_exhausts_retries(registry):
     def throttled(req):
-        return json_reply({"message": "slow down"}, status=429,
-                          headers={"x-amzn-ErrorType": "ThrottlingException:x"})
+        return json_reply(
+            {"message": "slow down"},
+            status=429,
+            headers={"x-amzn-ErrorType": "ThrottlingException:x"},
+        )
 
     async with FakeCloud(throttled) as cloud:
         add_connection(registry)
         model = registry.register(
-            "claude", connection="bedrock-test", endpoint=cloud.url, task="text_generation",
-            remote_name=CLAUDE, retries={"max_retries": 1, "initial_backoff": 0.01, "jitter": 0},
+            "claude",
+            connection="bedrock-test",
+            endpoint=cloud.url,
+            task="text_generation",
+            remote_name=CLAUDE,
+            retries={"max_retries": 1, "initial_backoff": 0.01, "jitter": 0},
         )
         with pytest.raises(RetriesExhausted) as info:
             await model.predict("x")
@@ -298,8 +399,9 @@ def test_repr_of_a_bedrock_model_holds_no_secret():
 
     registry = ModelRegistry()
     add_connection(registry)
-    model = registry.register("claude", connection="bedrock-test", task="text_generation",
-                              remote_name=CLAUDE)
+    model = registry.register(
+        "claude", connection="bedrock-test", task="text_generation", remote_name=CLAUDE
+    )
     text = repr(model.settings) + repr(model) + repr(model.runner.provider.endpoint)
     assert SECRET not in text and TOKEN not in text and KEY_ID not in text
     assert "bedrock-runtime.eu-central-1.amazonaws.com" in model.runner.provider.url

@@ -30,6 +30,7 @@ from faust_inference.config import (
     RetrySettings,
     Task,
 )
+from faust_inference.connections import Connection, ConnectionStore
 from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.core.provider import Predictions, Provider
 from faust_inference.core.runner import InferenceRunner, Outcome
@@ -60,6 +61,8 @@ __all__ = [
     "CircuitOpen",
     "ClientError",
     "ConfigurationError",
+    "Connection",
+    "ConnectionStore",
     "DeadLetter",
     "DriftMonitor",
     "Envelope",

@@ -96,7 +96,7 @@ class Connection(BaseModel):
     azure_client_secret: SecretStr | None = None
     google_credentials_file: str | None = None
     """A service-account JSON file; Application Default Credentials when unset."""
-    credentials: Any = None
+    credentials: Any = Field(default=None, exclude=True)
     """A ready SDK credential object (azure-identity ``TokenCredential``,
     ``google.auth.credentials.Credentials`` or botocore ``Credentials``); code only."""
 

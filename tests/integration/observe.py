@@ -20,11 +20,11 @@ def free_port() -> int:
 
 async def scrape(port: int) -> tuple[set[str], Samples]:
     """The metric family names and every sample of ``GET /metrics``."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-            assert response.status == 200, response.status
-            assert response.headers["Content-Type"].startswith("text/plain")
-            text = await response.text()
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200, response.status
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
     families = list(text_string_to_metric_families(text))
     samples: Samples = {}
     for family in families:

@@ -1,0 +1,1 @@
+"""Flink SQL ``ML_PREDICT`` against faust-inference, side by side (``run.py``)."""

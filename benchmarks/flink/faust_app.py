@@ -1,0 +1,57 @@
+"""The faust-inference side: Kafka topic -> ``@infer`` (provider ``openai``) -> Kafka topic.
+
+The same work as ``job.py`` asks of Flink: read ``{"id", "ts", "input"}``, call
+the model with ``input`` (chat: one user message after the same system prompt;
+embeddings: the text), write ``{"id", "ts", "output"}``. Settings come from the
+environment (``run.py`` sets them); ``FLINK_BENCH_BATCH`` is the only knob Flink
+has no counterpart for: its ``openai`` provider sends one row per request.
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+from faust_inference import infer, install
+
+env = os.environ.get
+TASK = env("FLINK_BENCH_TASK", "embedding")
+
+app = faust.App(
+    env("FLINK_BENCH_APP_ID", "flink-bench"),
+    broker=env("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
+    store="memory://",
+    web_enabled=False,
+    broker_commit_interval=1.0,
+    topic_disable_leader=True,
+    producer_linger=0.005,
+)
+install(app)
+source = app.topic(env("FLINK_BENCH_SOURCE", "in"), value_serializer="json")
+sink = app.topic(env("FLINK_BENCH_SINK", "out"), value_serializer="json")
+
+model = app.model(
+    "bench",
+    provider="openai",
+    endpoint=env("FLINK_BENCH_ENDPOINT", "http://127.0.0.1:8080/v1"),
+    remote_name="fake-model",
+    task="embedding" if TASK == "embedding" else "text_generation",
+    system_prompt=None if TASK == "embedding" else "You are a helpful assistant.",
+    max_concurrency=int(env("FLINK_BENCH_IN_FLIGHT", "10")),
+    batch_size=int(env("FLINK_BENCH_BATCH", "1")),
+    batch_timeout=float(env("FLINK_BENCH_BATCH_TIMEOUT", "0.005")),
+    timeout=30.0,
+)
+
+
+@model.preprocess
+def text(event: dict[str, object]) -> object:
+    return event["input"]
+
+
+@app.agent(source)
+@infer(model)
+async def predicted(results):  # type: ignore[no-untyped-def]
+    async for r in results:
+        await sink.send(value={"id": r.event["id"], "ts": r.event["ts"], "output": r.output})

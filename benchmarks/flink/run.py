@@ -1,0 +1,243 @@
+"""Flink SQL ``ML_PREDICT`` and faust-inference, side by side, in one run.
+
+    .venv/bin/python benchmarks/flink/run.py [--smoke] [--label before]
+
+Both systems read the same events from Kafka, call the same OpenAI-compatible
+endpoint and write their results to Kafka, on the same broker and machine:
+
+* Flink 2.3 (PyFlink's local mini-cluster, parallelism 1, checkpoints every
+  second, at-least-once into Kafka): ``job.py``, ``ML_PREDICT`` with the
+  ``openai`` provider, ``async`` and ``max-concurrent-operations`` = the cap;
+* faust-inference (one Faust worker, commits every second): ``faust_app.py``,
+  ``@infer`` with ``max_concurrency`` = the cap; embeddings in batches of up to
+  16 (Flink's provider sends one row per request), chat one per request.
+
+The endpoint is the fixed-latency test double (``devtools.fake_endpoint``, its
+own process) at 20 ms and 100 ms; caps 10 and 50; tasks embedding and chat.
+For each setting and system, in a fresh pair of topics (4 partitions in, 1 out):
+
+1. warm-up events, until all came out (start-up, JIT, connections);
+2. **events/s**: a burst of events, the output rate over the middle 80% of
+   arrivals; **requests** and **peak in flight** are the endpoint's counters and
+   **CPU s** the system's processes' CPU from here to the end of step 3;
+3. **p50/p99 latency**: events paced at half Flink's burst rate in this setting
+   (the same rate for both systems), from the producer's timestamp in the event
+   to the result's arrival at the reader of the output topic;
+4. **peak MB**: the highest RSS of the system's processes, sampled throughout.
+
+The full run takes about 9 minutes; ``--smoke`` (one setting, a few hundred
+events) under 2 and fails when a system loses events, for CI. The table is
+printed and, unless ``--smoke``, appended to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.flink import install, report
+from benchmarks.flink.measure import GroupMeter, percentile
+from benchmarks.flink.systems import FlinkJob, faust_worker
+from benchmarks.flink.traffic import OutputReader, Producer, endpoint_stats
+from benchmarks.support import fake_endpoint, rate, unique
+from devtools.kafka import KafkaBroker
+
+RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
+OUR_BATCH = {"embedding": 16, "chat": 1}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many events each phase sends."""
+
+    warmup: int
+    burst: dict[float, int]  # by endpoint latency: about 10 s of Flink's pace
+    paced_seconds: float
+    paced_min: int
+
+
+FULL = Plan(warmup=50, burst={0.02: 2000, 0.1: 400}, paced_seconds=5.0, paced_min=150)
+SMOKE = Plan(warmup=20, burst={0.02: 300, 0.1: 100}, paced_seconds=1.0, paced_min=100)
+
+
+@dataclass(frozen=True)
+class Setting:
+    task: str
+    latency: float
+    in_flight: int
+
+
+class Bench:
+    """One broker and the installed Flink side; runs one system in one setting."""
+
+    def __init__(self, kafka: KafkaBroker, plan: Plan, workdir: Path) -> None:
+        self.kafka, self.plan, self.workdir = kafka, plan, workdir
+        self.venv, self.jars = install.ensure_venv(), install.ensure_jars()
+
+    def run(self, system: str, s: Setting, url: str, paced_rate: float | None) -> report.Measured:
+        """Start ``system``, measure it (see the module docstring), stop it."""
+        topic_in, topic_out = unique(f"fb-{s.task}-in"), unique(f"fb-{s.task}-out")
+        self.kafka.create_topic(topic_in, partitions=4)
+        self.kafka.create_topic(topic_out, partitions=1)
+        name = f"{system}-{s.task}-{int(s.latency * 1000)}ms-{s.in_flight}"
+        if system == "flink":
+            proc: FlinkJob | object = FlinkJob(
+                self.venv,
+                self.jars,
+                self.workdir / f"{name}.log",
+                bootstrap=self.kafka.bootstrap,
+                source=topic_in,
+                sink=topic_out,
+                endpoint=f"{url}/v1",
+                task=s.task,
+                in_flight=s.in_flight,
+            ).start()
+            pgid, stop, log = proc.pgid, proc.stop, proc.log_path
+        else:
+            worker = faust_worker(
+                self.workdir,
+                name,
+                kafka_broker=self.kafka.url,
+                source=topic_in,
+                sink=topic_out,
+                endpoint=f"{url}/v1",
+                task=s.task,
+                in_flight=s.in_flight,
+                batch=OUR_BATCH[s.task],
+                app_id=unique("fb"),
+            ).start()
+            assert worker.pid is not None
+            pgid, stop, log = worker.pid, worker.stop, worker.log_path
+        meter = GroupMeter(pgid).start()
+        try:
+            out = asyncio.run(self._measure(s, url, topic_in, topic_out, meter, paced_rate))
+        finally:
+            stop()
+            meter.stop()
+        events_per_s, latencies, cpu_s, stats, rate_used, complete = out
+        if not complete:
+            print(f"  {name}: not every event came out; see {log}", flush=True)
+        return report.Measured(
+            task=s.task,
+            latency_ms=int(s.latency * 1000),
+            in_flight=s.in_flight,
+            system="flink" if system == "flink" else "faust-inference",
+            events_per_s=events_per_s,
+            p50_ms=percentile(latencies, 50) * 1000,
+            p99_ms=percentile(latencies, 99) * 1000,
+            requests=int(stats["total"]),  # type: ignore[call-overload]
+            peak_in_flight=int(stats["peak_in_flight"]),  # type: ignore[call-overload]
+            cpu_s=cpu_s,
+            peak_mb=meter.peak_rss_bytes / 2**20,
+            paced_rate=rate_used,
+            complete=complete,
+        )
+
+    async def _measure(
+        self,
+        s: Setting,
+        url: str,
+        topic_in: str,
+        topic_out: str,
+        meter: GroupMeter,
+        paced_rate: float | None,
+    ) -> tuple[float, list[float], float, dict[str, object], float, bool]:
+        plan, bootstrap = self.plan, self.kafka.bootstrap
+        async with (
+            OutputReader(bootstrap, topic_out) as reader,
+            Producer(bootstrap, topic_in) as producer,
+        ):
+            warm = range(plan.warmup)
+            await producer.burst(warm)
+            complete = await reader.wait_for(warm, timeout=180)
+            endpoint_stats(url, reset=True)
+            cpu_before = meter.cpu_seconds()
+
+            burst = range(warm.stop, warm.stop + plan.burst[s.latency])
+            await producer.burst(burst)
+            complete &= await reader.wait_for(burst, timeout=30 + len(burst) * s.latency)
+            events_per_s = rate(reader.arrivals_ms(burst))
+
+            pace = paced_rate or events_per_s / 2
+            count = max(plan.paced_min, int(pace * plan.paced_seconds))
+            paced = range(burst.stop, burst.stop + count)
+            await producer.paced(paced, pace)
+            complete &= await reader.wait_for(paced, timeout=30 + len(paced) * s.latency)
+            cpu_s = meter.cpu_seconds() - cpu_before
+            stats = endpoint_stats(url)
+            complete &= reader.bad == 0
+            return events_per_s, reader.latencies(paced), cpu_s, stats, pace, complete
+
+
+def settings(smoke: bool) -> list[Setting]:
+    """Every combination for the full run; one for the smoke run."""
+    if smoke:
+        return [Setting("embedding", 0.02, 10)]
+    return [
+        Setting(task, latency, cap)
+        for latency in (0.02, 0.1)
+        for task in ("embedding", "chat")
+        for cap in (10, 50)
+    ]
+
+
+def main() -> int:
+    """Run every setting, print the table, append it to RESULTS.md (not for --smoke)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="one setting, a few hundred events")
+    parser.add_argument("--label", default="", help="names the run in RESULTS.md ('before', ...)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    plan = SMOKE if args.smoke else FULL
+    workdir = Path(tempfile.mkdtemp(prefix="flink-bench-"))
+    started, load_before = time.monotonic(), report.uptime()
+    rows: list[report.Measured] = []
+    with KafkaBroker() as kafka:
+        bench = Bench(kafka, plan, workdir)
+        print(f"Kafka {kafka.version}; logs in {workdir}; {load_before}", flush=True)
+        for latency in sorted({s.latency for s in settings(args.smoke)}):
+            with fake_endpoint(latency) as url:
+                for s in (s for s in settings(args.smoke) if s.latency == latency):
+                    flink = bench.run("flink", s, url, None)
+                    ours = bench.run("faust", s, url, flink.paced_rate)
+                    rows += [flink, ours]
+                    print(
+                        f"  {s.task} {latency * 1000:g} ms x{s.in_flight}: Flink "
+                        f"{flink.events_per_s:,.0f}/s, ours {ours.events_per_s:,.0f}/s "
+                        f"({time.monotonic() - started:.0f} s)",
+                        flush=True,
+                    )
+    text = "\n".join(
+        [
+            f"Machine: {report.machine()}",
+            f"Load: before `{load_before}`; after `{report.uptime()}`",
+            f"Run: {time.monotonic() - started:.0f} s; Kafka {kafka.version}; Flink 2.3.0 "
+            f"(flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), parallelism 1; events per "
+            f"setting: {plan.warmup} warm-up, burst {plan.burst} (by latency), paced at half "
+            f"Flink's burst rate for {plan.paced_seconds:g} s (at least {plan.paced_min}).",
+            "",
+            report.render(rows),
+            "",
+            *report.targets(rows),
+        ]
+    )
+    print("\n" + text)
+    if not args.smoke and not args.no_write:
+        label = f" ({args.label})" if args.label else ""
+        title = f"## Flink SQL ML_PREDICT vs faust-inference{label}"
+        with RESULTS.open("a") as out:
+            if out.tell() == 0:
+                out.write("# Benchmark results\n\nWritten by the benchmark scripts; newest last.\n")
+            out.write(f"\n{title}\n\n{text}\n")
+    return 0 if all(m.complete for m in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,13 +19,10 @@ from typing import Any
 
 from faust_inference.config import ModelSettings
 from faust_inference.exceptions import (
-    ClientError,
     ConfigurationError,
-    RateLimited,
     RemoteError,
-    ServerError,
 )
-from faust_inference.providers.cloud import error_json, header, reclassify, require
+from faust_inference.providers.cloud import error_json, header, kind_of, reclassify, require
 from faust_inference.providers.transport import status_error
 
 __all__ = ["AwsSigner", "aws_error", "aws_signer"]
@@ -100,14 +97,8 @@ def aws_error(
     default = status_error(status, headers, body, url, secrets)
     data = error_json(body)
     code = _error_code(headers, data)
-    cls: type[RemoteError] | None = None
-    if code in _THROTTLING:
-        cls = RateLimited
-    elif code in _TRANSIENT:
-        cls = ServerError
-    elif code in _AUTH_OR_REQUEST:
-        cls = ClientError
-    elif code == "ModelError":
+    cls = kind_of(code, throttling=_THROTTLING, transient=_TRANSIENT, final=_AUTH_OR_REQUEST)
+    if code == "ModelError":
         original = data.get("OriginalStatusCode")
         if isinstance(original, int):
             cls = type(status_error(original, {}, b"", url))

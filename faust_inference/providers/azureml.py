@@ -42,9 +42,9 @@ from typing import Any, Literal
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
-from faust_inference.exceptions import ConfigurationError, InferenceError, ResponseDecodeError
+from faust_inference.exceptions import ConfigurationError
 from faust_inference.providers.azure import ML_SCOPE, azure_auth, azure_error
-from faust_inference.providers.base import ProviderOptions, parse_options
+from faust_inference.providers.base import ProviderOptions, parse_answer, parse_options
 from faust_inference.providers.cloud import CloudEndpoint
 from faust_inference.providers.transport import TransportPool
 
@@ -97,19 +97,7 @@ class AzureMLProvider:
         else:
             body = self.options.request_builder(rows)
         answer = await self.endpoint.post(body)
-        try:
-            outputs = list(self.options.response_parser(answer, len(rows)))
-        except InferenceError:
-            raise
-        except Exception as exc:
-            raise ResponseDecodeError(
-                f"{self.url}: unexpected scoring answer: {type(exc).__name__}: {exc}"
-            ) from exc
-        if len(outputs) != len(rows):
-            raise ResponseDecodeError(
-                f"{self.url}: {len(outputs)} predictions for {len(rows)} rows"
-            )
-        return Predictions(outputs)
+        return Predictions(parse_answer(self.options.response_parser, answer, len(rows), self.url))
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Provider
-from faust_inference.exceptions import ConfigurationError
+from faust_inference.exceptions import ConfigurationError, InferenceError, ResponseDecodeError
 from faust_inference.providers.transport import HttpTransport, TransportPool
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "available_providers",
     "create_provider",
     "json_endpoint",
+    "parse_answer",
     "parse_options",
     "provider_factory",
     "resolve_api_key",
@@ -228,6 +229,27 @@ def json_endpoint(
     if key:
         headers[auth_header] = f"{auth_scheme} {key}" if auth_scheme else key
     return JsonEndpoint(url, transports.get(url), headers, (key,) if key else ())
+
+
+def parse_answer(
+    parser: Callable[[Any, int], Sequence[Any]], answer: Any, n: int, url: str
+) -> list[Any]:
+    """Run a user's ``response_parser``; its failure is a malformed answer, not a crash.
+
+    Raises:
+        ResponseDecodeError: the parser raised, or returned other than ``n`` outputs.
+    """
+    try:
+        outputs = list(parser(answer, n))
+    except InferenceError:
+        raise
+    except Exception as exc:
+        raise ResponseDecodeError(
+            f"{url}: response_parser failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if len(outputs) != n:
+        raise ResponseDecodeError(f"{url}: {len(outputs)} outputs for {n} inputs")
+    return outputs
 
 
 def describe(value: Any) -> str:

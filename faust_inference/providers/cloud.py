@@ -32,9 +32,12 @@ import orjson
 import yarl
 
 from faust_inference.exceptions import (
+    ClientError,
     ConfigurationError,
+    RateLimited,
     RemoteError,
     ResponseDecodeError,
+    ServerError,
     TransportError,
 )
 from faust_inference.providers.base import JsonEndpoint
@@ -49,6 +52,7 @@ __all__ = [
     "error_json",
     "header",
     "json_body",
+    "kind_of",
     "reclassify",
     "request_url",
     "require",
@@ -253,6 +257,31 @@ def reclassify(
     message = f"{code}: {default}" if code else str(default)
     delay = default.retry_after if default.retry_after is not None else retry_after
     return (cls or type(default))(message, status=default.status, retry_after=delay)
+
+
+def kind_of(
+    code: object,
+    *,
+    throttling: frozenset[str],
+    transient: frozenset[str],
+    final: frozenset[str],
+) -> type[RemoteError] | None:
+    """The exception class a cloud's error code calls for, or None to go by the status.
+
+    Example:
+        >>> kind_of("SlowDown", throttling=frozenset({"SlowDown"}), transient=frozenset(),
+        ...         final=frozenset()).__name__
+        'RateLimited'
+    """
+    if not isinstance(code, str):
+        return None
+    if code in throttling:
+        return RateLimited
+    if code in transient:
+        return ServerError
+    if code in final:
+        return ClientError
+    return None
 
 
 def error_json(body: bytes) -> dict[str, Any]:

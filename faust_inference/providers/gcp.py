@@ -20,13 +20,10 @@ from typing import Any
 
 from faust_inference.config import ModelSettings
 from faust_inference.exceptions import (
-    ClientError,
     ConfigurationError,
-    RateLimited,
     RemoteError,
-    ServerError,
 )
-from faust_inference.providers.cloud import TokenCache, error_json, reclassify, require
+from faust_inference.providers.cloud import TokenCache, error_json, kind_of, reclassify, require
 from faust_inference.providers.transport import status_error
 
 __all__ = ["CLOUD_PLATFORM", "google_credentials", "google_error", "google_token_cache"]
@@ -68,13 +65,7 @@ def google_error(
     if not isinstance(error, dict):
         return default
     code = error.get("status")
-    cls: type[RemoteError] | None = None
-    if code in _RATE:
-        cls = RateLimited
-    elif code in _TRANSIENT:
-        cls = ServerError
-    elif code in _CLIENT:
-        cls = ClientError
+    cls = kind_of(code, throttling=_RATE, transient=_TRANSIENT, final=_CLIENT)
     return reclassify(default, cls, code if isinstance(code, str) else None, _retry_delay(error))
 
 

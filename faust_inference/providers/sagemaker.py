@@ -38,9 +38,14 @@ from urllib.parse import quote
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
-from faust_inference.exceptions import InferenceError, InvalidInput, ResponseDecodeError
+from faust_inference.exceptions import InvalidInput, ResponseDecodeError
 from faust_inference.providers.aws import aws_error, aws_signer
-from faust_inference.providers.base import ProviderOptions, describe, parse_options
+from faust_inference.providers.base import (
+    ProviderOptions,
+    describe,
+    parse_answer,
+    parse_options,
+)
 from faust_inference.providers.cloud import CloudEndpoint, json_body, request_url
 from faust_inference.providers.transport import TransportPool
 
@@ -109,18 +114,7 @@ class SageMakerProvider:
             outputs = _csv_rows(data, len(inputs), self.url)
         else:
             answer = self.endpoint.decode(data)
-            try:
-                outputs = list(self.options.response_parser(answer, len(inputs)))
-            except InferenceError:
-                raise
-            except Exception as exc:
-                raise ResponseDecodeError(
-                    f"{self.url}: response_parser failed: {type(exc).__name__}: {exc}"
-                ) from exc
-        if len(outputs) != len(inputs):
-            raise ResponseDecodeError(
-                f"{self.url}: {len(outputs)} predictions for {len(inputs)} inputs"
-            )
+            outputs = parse_answer(self.options.response_parser, answer, len(inputs), self.url)
         return Predictions(outputs, model_version=variant)
 
     async def aclose(self) -> None:

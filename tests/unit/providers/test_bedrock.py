@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from faust_inference import ClientError, ConfigurationError, RateLimited, ServerError
+from faust_inference import ClientError, ConfigurationError, InvalidInput, RateLimited, ServerError
 from faust_inference.exceptions import RetriesExhausted
 from faust_inference.providers.aws import aws_error
 
@@ -37,6 +37,18 @@ def add_connection(registry, **extra):
     )
 
 
+def bedrock(registry, cloud, name, **settings):
+    """A model on the test connection, pointed at the fake cloud."""
+    add_connection(registry)
+    return registry.register(name, connection="bedrock-test", endpoint=cloud.url, **settings)
+
+
+def verify(req):
+    return verify_sigv4(
+        req, access_key=KEY_ID, secret_key=SECRET, token=TOKEN, service="bedrock", region=REGION
+    )
+
+
 def converse_answer(req: Received):
     """Converse response shape: output.message.content[].text, stopReason, usage."""
     body = req.json
@@ -57,11 +69,10 @@ def converse_answer(req: Received):
 
 async def test_converse_request_is_signed_and_shaped_like_the_api(registry):
     async with FakeCloud(converse_answer) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "claude",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="text_generation",
             remote_name=CLAUDE,
             system_prompt="Be brief.",
@@ -80,19 +91,16 @@ async def test_converse_request_is_signed_and_shaped_like_the_api(registry):
         }
         assert req.headers["Content-Type"] == "application/json"
         assert req.headers["X-Amz-Security-Token"] == TOKEN
-        signed = verify_sigv4(
-            req, access_key=KEY_ID, secret_key=SECRET, token=TOKEN, service="bedrock", region=REGION
-        )
+        signed = verify(req)
         assert {"host", "content-type", "x-amz-date", "x-amz-security-token"} <= set(signed)
 
 
 async def test_usage_is_reported_from_converse(registry):
     async with FakeCloud(converse_answer) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "claude",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="text_generation",
             remote_name=CLAUDE,
         )
@@ -103,11 +111,10 @@ async def test_usage_is_reported_from_converse(registry):
 
 async def test_a_tampered_request_fails_verification(registry):
     async with FakeCloud(converse_answer) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "claude",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="text_generation",
             remote_name=CLAUDE,
         )
@@ -115,14 +122,7 @@ async def test_a_tampered_request_fails_verification(registry):
         req = cloud.last
         req.body = req.body.replace(b"hi", b"ho")
         with pytest.raises(AssertionError, match="signature mismatch"):
-            verify_sigv4(
-                req,
-                access_key=KEY_ID,
-                secret_key=SECRET,
-                token=TOKEN,
-                service="bedrock",
-                region=REGION,
-            )
+            verify(req)
 
 
 def titan_answer(req: Received):
@@ -139,11 +139,10 @@ def titan_answer(req: Received):
 
 async def test_titan_embeddings_invoke_one_text_per_call(registry):
     async with FakeCloud(titan_answer) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "titan",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="embedding",
             remote_name="amazon.titan-embed-text-v2:0",
             batch_size=4,
@@ -159,14 +158,7 @@ async def test_titan_embeddings_invoke_one_text_per_call(registry):
             {"inputText": "hello", "dimensions": 256},
         )
         for req in cloud.requests:
-            verify_sigv4(
-                req,
-                access_key=KEY_ID,
-                secret_key=SECRET,
-                token=TOKEN,
-                service="bedrock",
-                region=REGION,
-            )
+            verify(req)
         usage = (await model.runner.provider.infer(["x y z"])).usage
         assert (usage.input_tokens, usage.output_tokens) == (3, 0)
 
@@ -181,11 +173,10 @@ def cohere_answer(req: Received):
 
 async def test_cohere_embeddings_are_batched(registry):
     async with FakeCloud(cohere_answer) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "cohere",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="embedding",
             remote_name="cohere.embed-english-v3",
             batch_size=8,
@@ -232,11 +223,10 @@ async def test_native_invoke_body_and_the_default_credential_chain(registry, mon
 
 async def test_credentials_are_read_in_a_thread_once_not_per_request(registry):
     async with FakeCloud(converse_answer) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "claude",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="text_generation",
             remote_name=CLAUDE,
             max_concurrency=4,
@@ -338,11 +328,10 @@ async def test_throttling_is_retried_and_auth_failure_is_not(registry):
         return converse_answer(req)
 
     async with FakeCloud(flaky) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "claude",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="text_generation",
             remote_name=CLAUDE,
             retries={"max_retries": 2, "initial_backoff": 0.01, "jitter": 0},
@@ -365,11 +354,10 @@ async def test_persistent_throttling_exhausts_retries(registry):
         )
 
     async with FakeCloud(throttled) as cloud:
-        add_connection(registry)
-        model = registry.register(
+        model = bedrock(
+            registry,
+            cloud,
             "claude",
-            connection="bedrock-test",
-            endpoint=cloud.url,
             task="text_generation",
             remote_name=CLAUDE,
             retries={"max_retries": 1, "initial_backoff": 0.01, "jitter": 0},
@@ -405,3 +393,23 @@ def test_repr_of_a_bedrock_model_holds_no_secret():
     text = repr(model.settings) + repr(model) + repr(model.runner.provider.endpoint)
     assert SECRET not in text and TOKEN not in text and KEY_ID not in text
     assert "bedrock-runtime.eu-central-1.amazonaws.com" in model.runner.provider.url
+
+
+async def test_message_lists_are_wrapped_in_text_blocks_and_bad_inputs_never_sent(registry):
+    async with FakeCloud(converse_answer) as cloud:
+        model = bedrock(registry, cloud, "claude", task="text_generation", remote_name=CLAUDE)
+        history = [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"text": "hello"}]},
+            {"role": "user", "content": "bye now"},
+        ]
+        assert await model.predict(history) == "echo: bye now"
+        assert cloud.last.json["messages"] == [
+            {"role": "user", "content": [{"text": "hi"}]},
+            {"role": "assistant", "content": [{"text": "hello"}]},
+            {"role": "user", "content": [{"text": "bye now"}]},
+        ]
+        sent = len(cloud.requests)
+        with pytest.raises(InvalidInput, match="Converse input"):
+            await model.predict(42)
+        assert len(cloud.requests) == sent

@@ -264,3 +264,26 @@ def test_endpoint_is_required_and_azure_identity_is_optional(monkeypatch):
     ModelRegistry().register(
         "k", provider="azure_openai", endpoint="https://x.openai.azure.com", api_key=KEY
     )
+
+
+async def test_token_failures_are_retryable_and_an_old_valid_token_is_kept():
+    from faust_inference import TransportError
+    from faust_inference.providers.cloud import TokenCache
+
+    outcomes = [("t1", time.time() + 100), RuntimeError(f"secret {KEY}")]
+
+    def fetch():
+        outcome = outcomes.pop(0) if outcomes else RuntimeError("down")
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    cache = TokenCache(fetch, refresh_margin=300)  # t1 is always "near expiry"
+    assert await cache.token() == "t1"
+    assert await cache.token() == "t1"  # refresh failed; t1 has not expired yet
+    assert cache.fetches == 2
+    empty = TokenCache(fetch)
+    with pytest.raises(TransportError) as info:
+        await empty.token()
+    assert info.value.retryable and KEY not in str(info.value)
+    assert "RuntimeError" in str(info.value)

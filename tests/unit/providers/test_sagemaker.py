@@ -290,3 +290,27 @@ async def test_service_unavailable_exhausts_retries(registry, connection):
         with pytest.raises(RetriesExhausted):
             await model.predict([1])
         assert len(cloud.requests) == 2
+
+
+def test_no_credentials_anywhere_fails_at_registration(monkeypatch, tmp_path):
+    from faust_inference import ConfigurationError, ModelRegistry
+
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ConfigurationError, match="found no AWS credentials"):
+        ModelRegistry().register("m", provider="sagemaker", region=REGION)
+    registry = ModelRegistry()
+    registry.connections.add(name="p", aws_profile="missing-profile", region=REGION)
+    with pytest.raises(ConfigurationError, match="ProfileNotFound"):
+        registry.register("m", provider="sagemaker", connection="p")

@@ -25,9 +25,13 @@ alert event to a topic when it crosses a threshold::
 PSI = Σ (observed% - reference%) · ln(observed% / reference%) over the bins;
 the usual reading is < 0.1 stable, 0.1-0.25 moving, > 0.25 shifted.
 
-Table keys are ``"<feature>|<partition>"``: each key is only written by
-events of its own partition, so the changelog stays co-partitioned with the
-stream (the table needs as many partitions as the source topic). Samples are
+Table keys are ``"<feature>|<partition>"`` (with Faust's window range):
+each key is only written for events of its own partition, so the changelog
+stays co-partitioned with the stream (the table needs as many partitions as
+the source topic). ``infer()`` hands results to the agent outside Faust's
+stream iteration, so writes go to the table's store and, explicitly, to its
+changelog with the event's partition; windows older than four are deleted
+(with tombstones) by the checks. Samples are
 counted in memory and written to the table at most every ``flush_interval``
 seconds per partition (one changelog record per feature, not per event); a
 crash loses at most that much of the statistics, never an event. Each worker
@@ -174,9 +178,10 @@ class DriftMonitor:
         self.partitions = partitions or app.conf.topic_partitions
         self.table = app.Table(
             name or f"{model.name}-drift",
-            default=None,
+            default=list,
             partitions=self.partitions,
         ).tumbling(self.window, expires=self.window * 4)
+        self.windows = WindowStore(self.table.table)
         self.alerts = (
             app.topic(alerts, value_serializer="json") if isinstance(alerts, str) else alerts
         )
@@ -215,22 +220,17 @@ class DriftMonitor:
         if entry is None:
             return
         started, counts = entry
-        at = self.table.relative_to(started)
         for feature, new in counts.items():
-            if not any(new):
-                continue
-            key = f"{feature}|{partition}"
-            old = at[key].value()
-            at[key] = new if not old else [a + b for a, b in zip(old, new, strict=True)]
+            if any(new):
+                self.windows.add(f"{feature}|{partition}", partition, started, new)
 
     # -- checks (a timer on every worker) --------------------------------------------
 
     def window_counts(self, feature: str, timestamp: float) -> list[int]:
         """The histogram of ``feature`` in the window holding ``timestamp``, over partitions."""
         total = [0] * (len(self.cuts[feature]) + 1)
-        at = self.table.relative_to(timestamp)
         for partition in range(self.partitions):
-            counts = at[f"{feature}|{partition}"].value()
+            counts = self.windows.get(f"{feature}|{partition}", timestamp)
             if counts:
                 total = [a + b for a, b in zip(total, counts, strict=True)]
         return total
@@ -243,6 +243,7 @@ class DriftMonitor:
         if start <= self._checked:
             return []
         self._checked = start
+        self.windows.expire(start - 3 * self.window)
         alerts = []
         settings = self.model.settings
         for feature in self._extract:
@@ -290,6 +291,47 @@ class DriftMonitor:
 
     def _window_of(self, timestamp: float) -> float:
         return math.floor(timestamp / self.window) * self.window
+
+
+class WindowStore:
+    """Tumbling windows of a Faust table, written from outside stream iteration.
+
+    Keys are Faust's own for windowed tables, ``(key, (start, end))``, so the
+    changelog recovers like any windowed table's.
+
+    Args:
+        table: the Faust table under the window wrapper (``wrapper.table``).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str, timestamp: float) -> list[int]:
+        """The counts of ``key`` in the window holding ``timestamp``."""
+        counts = self.table.data.get((key, self.table.window.current(timestamp)))
+        return list(counts) if counts else []
+
+    def add(self, key: str, partition: int, timestamp: float, counts: list[int]) -> None:
+        """Add ``counts`` to ``key``'s window holding ``timestamp``, and to the changelog."""
+        table = self.table
+        full = (key, table.window.current(timestamp))
+        old = table.data.get(full)
+        new = counts if not old else [a + b for a, b in zip(old, counts, strict=True)]
+        table.data[full] = new
+        table.send_changelog(partition, full, new)
+
+    def expire(self, before: float) -> None:
+        """Delete the windows that ended before ``before``."""
+        table = self.table
+        for full in list(table.data.keys()):
+            try:
+                key, (_, end) = full
+                partition = int(key.rsplit("|", 1)[1])
+            except (TypeError, ValueError, IndexError):
+                continue  # not one of ours
+            if end < before:
+                table.data.pop(full, None)
+                table.send_changelog(partition, full, None, value_serializer="raw")
 
 
 def _shares(counts: Sequence[int]) -> list[float]:

@@ -10,12 +10,14 @@ import random
 
 import faust
 import pytest
+from faust.windows import TumblingWindow
 
 from faust_inference import ConfigurationError, InferenceResult, install
 from faust_inference import drift as drift_module
 from faust_inference.core.hooks import InferenceHooks
 from faust_inference.drift import (
     DriftMonitor,
+    WindowStore,
     histogram,
     population_stability_index,
     quantile_cuts,
@@ -41,31 +43,16 @@ def test_quantile_cuts_make_bins_of_equal_count():
     assert all(abs(c - 1000) <= 1 for c in histogram(samples, cuts))
 
 
-class FakeWindowedTable:
-    """Faust's tumbling-window table, as far as the monitor uses it."""
+class FakeTable:
+    """The parts of a Faust table the monitor touches: its store, window and changelog."""
 
     def __init__(self, size: float) -> None:
-        self.size = size
-        self.data: dict[tuple[str, float], list[int]] = {}
+        self.data: dict = {}
+        self.window = TumblingWindow(size, expires=4 * size)
+        self.changelog: list[tuple] = []
 
-    def relative_to(self, ts: float) -> "FakeWindowedTable._At":
-        return self._At(self, math.floor(ts / self.size) * self.size)
-
-    class _At:
-        def __init__(self, table: "FakeWindowedTable", start: float) -> None:
-            self.table, self.start = table, start
-
-        def __getitem__(self, key: str):
-            data, start = self.table.data, self.start
-
-            class Value:
-                def value(self):
-                    return data.get((key, start))
-
-            return Value()
-
-        def __setitem__(self, key: str, value: list[int]) -> None:
-            self.table.data[(key, self.start)] = value
+    def send_changelog(self, partition, key, value, value_serializer=None):
+        self.changelog.append((partition, key, value))
 
 
 class DriftLog(InferenceHooks):
@@ -94,7 +81,7 @@ def monitor(monkeypatch):
         flush_interval=1.0,
         partitions=2,
     )
-    mon.table = FakeWindowedTable(10)
+    mon.windows = WindowStore(FakeTable(10))
     log = DriftLog()
     app.inference.hooks.add(log)
     clock = [1000.0]

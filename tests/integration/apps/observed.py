@@ -24,6 +24,7 @@ app = faust.App(
     env("APP_ID", "it-observed"),
     broker=env("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
     store="memory://",
+    topic_partitions=4,  # the tables' changelogs, like the test topics
     web_enabled=True,
     web_port=int(env("WEB_PORT", "6066")),
     web_bind="127.0.0.1",

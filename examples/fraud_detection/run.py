@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -95,6 +96,33 @@ async def scenario(kafka: KafkaBroker, count: int, rate: float, timeout: float) 
     return 0 if verdicts == len(ids) else 1
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for the worker's web server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def show_metrics(port: int) -> None:
+    """Print the worker's own counters, as Prometheus would scrape them."""
+    import aiohttp
+
+    wanted = (
+        "faust_inference_requests_total",
+        "faust_inference_events_total",
+        "faust_inference_dead_letters_total",
+        "faust_inference_estimated_cost_total",
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    say("metrics (excerpt):")
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            print(f"  {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500, help="transactions to send")
@@ -113,12 +141,20 @@ def main() -> int:
             say(f"Kafka at {kafka.bootstrap}, MLServer at {server.url}")
             for topic in TOPICS:
                 kafka.create_topic(topic, partitions=4)
-            env = {"KAFKA_BROKER": kafka.url, "FRAUD_MODEL_URL": server.url}
+            port = free_port()
+            env = {
+                "KAFKA_BROKER": kafka.url,
+                "FRAUD_MODEL_URL": server.url,
+                "FRAUD_WEB_PORT": str(port),
+            }
             worker = FaustWorker("examples.fraud_detection.app", env, workdir, log_level="warn")
             worker.start()
             say(f"worker started (pid {worker.pid}, log {worker.log_path})")
+            say(f"metrics at http://127.0.0.1:{port}/metrics")
             try:
-                return asyncio.run(scenario(kafka, args.count, args.rate, args.timeout))
+                code = asyncio.run(scenario(kafka, args.count, args.rate, args.timeout))
+                asyncio.run(show_metrics(port))
+                return code
             except KeyboardInterrupt:
                 say("interrupted")
                 return 130

@@ -127,3 +127,18 @@ def test_a_feature_needs_a_reference_or_cut_points():
     model = app.model("m", provider="http", endpoint="http://127.0.0.1:9")
     with pytest.raises(ConfigurationError, match="'x'"):
         DriftMonitor(app, model, features={"x": lambda e: e})
+
+
+def test_windows_are_written_with_the_events_partition_and_expire(monitor):
+    mon, _, clock = monitor
+    feed(mon, clock, random.Random(9), 0.0, 25)
+    table = mon.windows.table
+    written = [(p, key) for p, key, value in table.changelog if value is not None]
+    assert written and all(key[0].endswith(f"|{p}") for p, key in written)
+    starts = {key[1][0] for key in table.data}
+    assert starts == {1000.0, 1010.0, 1020.0}
+    clock[0] += 60
+    mon.check()  # judges the latest window and drops those long gone
+    assert table.data == {}
+    tombstones = [key for _, key, value in table.changelog if value is None]
+    assert sorted(tombstones) == sorted({k for _, k in written})

@@ -101,3 +101,15 @@ def test_setup_adds_the_observer_and_the_page_once():
     assert prometheus.setup(app, registry=registry) is observer
     assert app.inference.hooks.observers == [observer]
     assert any(getattr(v, "view_path", None) == "/metrics" for v in app.web.views.values())
+
+
+def test_install_with_metrics_sets_up_prometheus(monkeypatch):
+    registry = CollectorRegistry()
+    real_setup = prometheus.setup
+    monkeypatch.setattr(prometheus, "setup", lambda app: real_setup(app, registry=registry))
+    from faust_inference import install
+
+    app = faust.App("metrics-unit-2", broker="kafka://127.0.0.1:1", store="memory://")
+    models = install(app, metrics=True)
+    assert app.inference is models
+    assert [type(o) for o in models.hooks.observers] == [PrometheusObserver]

@@ -25,6 +25,11 @@ async def scrape(port: int) -> tuple[set[str], Samples]:
         assert response.status == 200, response.status
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
+    return parse(text)
+
+
+def parse(text: str) -> tuple[set[str], Samples]:
+    """The metric family names and every sample of a Prometheus text exposition."""
     families = list(text_string_to_metric_families(text))
     samples: Samples = {}
     for family in families:

@@ -1,9 +1,11 @@
 """``/metrics`` of a real worker scoring through a real MLServer, parsed with prometheus_client."""
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from examples.fraud_detection.train import make_transactions
-from tests.integration.observe import free_port, scrape, total
+from faust_inference.sensors.prometheus import PrometheusObserver
+from tests.integration.observe import free_port, parse, scrape, total
 from tests.integration.support import Collector, Worker, produce, scoring_topics
 
 N_GOOD, N_BAD = 150, 10
@@ -82,3 +84,28 @@ async def test_a_running_worker_exposes_every_metric_and_they_move(kafka, mlserv
     assert total(samples, "faust_inference_cache_misses_total") >= N_GOOD
     cost = total(samples, "faust_inference_estimated_cost_total")
     assert cost == pytest.approx(0.002 * ok_requests)
+
+
+@pytest.mark.embeddings
+async def test_tokens_and_their_cost_are_counted_from_a_real_servers_usage(embeddings, registry):
+    observer = PrometheusObserver(
+        registry=CollectorRegistry(), prices={"minilm": {"input_per_million": 20.0}}
+    )
+    registry.hooks.add(observer)
+    model = registry.register(
+        "minilm",
+        provider="openai",
+        endpoint=embeddings.url,
+        remote_name=embeddings.model_name,
+        task="embedding",
+        batch_size=8,
+    )
+    sentences = [f"Sentence number {i} about the weather in spring." for i in range(24)]
+    await model.predict_many(sentences)
+    _, samples = parse(observer.render().decode())
+    tokens = total(samples, "faust_inference_input_tokens_total", model="minilm")
+    assert tokens >= 24 * 8  # at least eight tokens a sentence
+    assert total(samples, "faust_inference_estimated_cost_total") == pytest.approx(
+        tokens * 20.0 / 1e6
+    )
+    assert total(samples, "faust_inference_requests_total", outcome="ok") >= 3

@@ -1,0 +1,109 @@
+"""The pure helpers of ``benchmarks/flink``: percentiles, /proc parsing, the table."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.flink.measure import (
+    GroupMeter,
+    group_pids,
+    percentile,
+    proc_cpu_seconds,
+    proc_rss_bytes,
+)
+from benchmarks.flink.report import Measured, ratio, render, targets
+from benchmarks.flink.traffic import event_text
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([3.0, 1.0, 2.0], 50) == 2  # unsorted input
+    assert percentile([7.0], 99) == 7
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(values, 0)
+
+
+def _stat(pid: int, comm: str, pgrp: int, utime: int, stime: int) -> str:
+    # Fields after the command: state ppid pgrp session tty tpgid flags minflt
+    # cminflt majflt cmajflt utime stime ...
+    return f"{pid} ({comm}) S 1 {pgrp} {pgrp} 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0 1 0\n"
+
+
+def test_proc_stat_parsing_survives_a_command_with_spaces_and_parens() -> None:
+    stat = _stat(42, "java (main) x", 40, utime=3 * TICKS, stime=TICKS)
+    assert proc_cpu_seconds(stat) == pytest.approx(4.0)
+    assert proc_rss_bytes("1000 250 30 4 0 50 0\n") == 250 * PAGE
+
+
+def test_group_pids_reads_the_process_group(tmp_path: Path) -> None:
+    for pid, pgrp in ((10, 10), (11, 10), (12, 99)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(_stat(pid, "p", pgrp, 0, 0))
+    (tmp_path / "self").mkdir()  # not a pid
+    (tmp_path / "13").mkdir()  # exited: no stat
+    assert sorted(group_pids(10, tmp_path)) == [10, 11]
+
+
+def test_group_meter_sees_cpu_and_memory_of_a_real_process_group() -> None:
+    busy = "import time\nx = bytearray(64 << 20)\nt = time.process_time()\n" + (
+        "while time.process_time() - t < 0.3: pass\ntime.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", busy], start_new_session=True)
+    try:
+        meter = GroupMeter(proc.pid, interval=0.05).start()
+        deadline = time.monotonic() + 10
+        while meter.cpu_seconds() < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        meter.stop()
+        assert meter.cpu_seconds() >= 0.3
+        assert meter.peak_rss_bytes > 64 << 20
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _row(system: str, events: float, p99: float, task: str = "embedding") -> Measured:
+    return Measured(task, 20, 10, system, events, p99 / 2, p99, 100, 5, 2.0, 100.0, 50.0, True)
+
+
+def test_render_puts_the_ratio_row_under_each_pair() -> None:
+    rows = [_row("flink", 200, 100), _row("faust-inference", 800, 40)]
+    table = render(rows).splitlines()
+    assert table[0].startswith("| task | latency | in flight | system | events/s")
+    assert len(table) == 5
+    assert "| flink |" in table[2] and "| faust-inference |" in table[3]
+    assert "**ours/Flink** | **4.00** | 0.40 | **0.40** |" in table[4]
+
+
+def test_targets_need_double_speed_for_embeddings_and_a_lower_p99() -> None:
+    met = targets([_row("flink", 200, 100), _row("faust-inference", 400, 99)])
+    assert met[0].startswith("met")
+    slow = targets([_row("flink", 200, 100), _row("faust-inference", 399, 50)])
+    assert slow[0].startswith("MISSED")
+    chat = targets([_row("flink", 200, 100, "chat"), _row("faust-inference", 200, 100, "chat")])
+    assert chat[0].startswith("MISSED")  # equal p99 is not lower
+
+
+def test_ratio_of_missing_values_is_nan() -> None:
+    assert ratio(2, 4) == 0.5
+    assert math.isnan(ratio(1, 0))
+    assert math.isnan(ratio(math.nan, 1))
+
+
+def test_event_texts_differ() -> None:
+    texts = {event_text(i) for i in range(1000)}
+    assert len(texts) == 1000

@@ -16,25 +16,21 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from faust_inference.config import ModelSettings
-from faust_inference.core.breaker import CircuitBreaker, CircuitState, is_outage
+from faust_inference.core.breaker import CircuitBreaker
 from faust_inference.core.clock import Clock, LoopClock
 from faust_inference.core.hooks import InferenceHooks
-from faust_inference.core.limits import RateLimiter
-from faust_inference.core.provider import Predictions, Provider
+from faust_inference.core.provider import Provider
 from faust_inference.core.retry import RetryPolicy
+from faust_inference.core.sender import Sender
 from faust_inference.exceptions import (
-    CircuitOpen,
     ClientError,
     InferenceError,
-    InferenceTimeout,
     InvalidInput,
-    ProviderError,
-    RateLimited,
     ResponseDecodeError,
     RetriesExhausted,
     ServerError,
@@ -147,23 +143,18 @@ class InferenceRunner:
         self._closed = False
         self.in_flight = 0
         """Requests being sent or awaiting an answer right now."""
-        self.limiter: RateLimiter | None = None
-        """The model's rate limits, shared by every caller of this worker."""
-        if settings.rate_limit is not None:
-            self.limiter = RateLimiter(
-                settings.rate_limit, self._clock, on_change=self._rate_limit_changed
-            )
-        self.breaker = breaker
-        """The endpoint's circuit breaker, if one is configured."""
-        if breaker is None and settings.circuit_breaker is not None:
-            self.breaker = CircuitBreaker(
-                settings.circuit_breaker, self._clock, on_change=self._circuit_changed
-            )
-        # While the circuit is open, callers wait unless a fallback can answer.
-        self._breaker_waits = settings.circuit_breaker is None or (
-            settings.circuit_breaker.on_open == "wait"
-            or not (settings.fallback or settings.has_default_output)
+        self._sender = Sender(
+            provider,
+            settings,
+            clock=self._clock,
+            policy=self._policy,
+            hooks=self.hooks,
+            breaker=breaker,
         )
+        self.limiter = self._sender.limiter
+        """The model's rate limits, shared by every caller of this worker."""
+        self.breaker = self._sender.breaker
+        """The endpoint's circuit breaker, if one is configured."""
 
     # -- public API ---------------------------------------------------------------
 
@@ -279,7 +270,7 @@ class InferenceRunner:
         try:
             self.in_flight += 1
             try:
-                predictions, attempts, latency = await self._send(
+                predictions, attempts, latency = await self._sender.send(
                     [p.input for p in batch],
                     retry=not batch[0].solo,
                     prior_attempts=prior,
@@ -314,143 +305,6 @@ class InferenceRunner:
                 pending.future.set_result(
                     Outcome(output, self.name, version, latency, attempts, usage=usage)
                 )
-
-    async def _send(
-        self,
-        inputs: Sequence[Any],
-        *,
-        retry: bool = True,
-        prior_attempts: int = 0,
-        reserved: bool = False,
-    ) -> tuple[Predictions, int, float]:
-        """One request with retries; returns the predictions, attempts and latency.
-
-        Attempts are counted from ``prior_attempts``: calls that already
-        carried these inputs in a batch that was then split. ``reserved``
-        says the dispatcher already waited for the rate limit's turn.
-
-        A 429 under a rate limit, and an outage while the circuit breaker
-        makes callers wait, are the server's state, not the inputs' fault:
-        they are retried after the wait without using up the retries.
-        """
-        clock, timeout, settings, hooks = (
-            self._clock,
-            self.settings.timeout,
-            self.settings,
-            self.hooks,
-        )
-        limiter, breaker = self.limiter, self.breaker
-        size = len(inputs)
-        attempt = prior_attempts
-        counted = 0  # attempts that use up the retries
-        while True:
-            if limiter is not None:
-                if reserved:
-                    reserved = False
-                else:
-                    delay = limiter.reserve()
-                    if delay > 0:
-                        await clock.sleep(delay)
-            if breaker is not None and not breaker.allow():
-                if not self._breaker_waits:
-                    refused = CircuitOpen(
-                        f"model {self.name!r}: circuit open after repeated failures; not sent"
-                    )
-                    refused.attempts = attempt
-                    raise refused
-                await breaker.admit()
-            attempt += 1
-            counted += 1
-            hooks.on_request_start(settings, size)
-            started = clock.monotonic()
-            try:
-                try:
-                    async with asyncio.timeout(timeout):
-                        predictions = await self.provider.infer(inputs)
-                except TimeoutError:
-                    raise InferenceTimeout(
-                        f"model {self.name!r} did not answer within {timeout:g}s"
-                    ) from None
-                if len(predictions.outputs) != len(inputs):
-                    raise ResponseDecodeError(
-                        f"model {self.name!r} returned {len(predictions.outputs)} outputs "
-                        f"for {len(inputs)} inputs"
-                    )
-            except InferenceError as exc:
-                error = exc
-            except Exception as exc:  # a provider bug must not kill the dispatcher
-                error = ProviderError(
-                    f"provider of {self.name!r} failed: {type(exc).__name__}: {exc}"
-                )
-                error.__cause__ = exc
-            except BaseException as exc:  # cancelled: stopping
-                hooks.on_request_end(settings, size, clock.monotonic() - started, exc, None)
-                if breaker is not None:
-                    breaker.release()
-                raise
-            else:
-                latency = clock.monotonic() - started
-                usage = predictions.usage
-                hooks.on_request_end(settings, size, latency, None, usage)
-                if breaker is not None:
-                    breaker.record(failed=False)
-                if limiter is not None and usage is not None:
-                    limiter.charge(usage)
-                return predictions, attempt, latency
-            hooks.on_request_end(settings, size, clock.monotonic() - started, error, None)
-            # An input the provider refused to encode was never sent.
-            never_sent = isinstance(error, InvalidInput)
-            error.attempts = attempt - 1 if never_sent else attempt
-            if breaker is not None:
-                if never_sent:
-                    breaker.release()
-                else:
-                    breaker.record(failed=is_outage(error))
-            if limiter is not None and isinstance(error, RateLimited):
-                counted -= 1  # backpressure: wait for the limiter, never give up
-                hooks.on_retry(settings, error, limiter.throttled(started, error.retry_after))
-                continue
-            if (
-                breaker is not None
-                and breaker.state != "closed"
-                and self._breaker_waits
-                and is_outage(error)
-            ):
-                counted -= 1  # the next attempt waits for the breaker's probe
-                hooks.on_retry(settings, error, 0.0)
-                continue
-            if not isinstance(error, ProviderError) or not (
-                retry and self._policy.should_retry(error, counted)
-            ):
-                if isinstance(error, ProviderError) and error.retryable and attempt > 1:
-                    raise RetriesExhausted(error, attempt) from error
-                raise error
-            delay = self._policy.delay(error, counted)
-            logger.debug(
-                "model %r: attempt %d failed (%s: %s); retrying in %.3fs",
-                self.name,
-                attempt,
-                type(error).__name__,
-                error,
-                delay,
-            )
-            hooks.on_retry(settings, error, delay)
-            await clock.sleep(delay)
-
-    def _rate_limit_changed(self, requests_per_second: float) -> None:
-        self.hooks.on_rate_limit_change(self.settings, requests_per_second)
-
-    def _circuit_changed(self, state: CircuitState) -> None:
-        if state == "open":
-            logger.warning(
-                "model %r: circuit open after repeated failures; calls %s for %gs",
-                self.name,
-                "wait" if self._breaker_waits else "go to the fallback",
-                self.settings.circuit_breaker.reset_timeout if self.settings.circuit_breaker else 0,
-            )
-        elif state == "closed":
-            logger.info("model %r: circuit closed, the endpoint answers again", self.name)
-        self.hooks.on_circuit_change(self.settings, state)
 
     async def _settle_failure(self, batch: list[_Pending], exc: InferenceError) -> None:
         """Resolve a failed batch through the fallback chain, or fail its futures."""

@@ -1,0 +1,233 @@
+"""One request to the model server, with all its attempts.
+
+Kept apart from the runner's batching: this is where an attempt waits for
+the rate limit and the circuit breaker, times out, is retried with backoff,
+and is reported to the hooks (metrics). The runner decides what to send;
+the sender decides when and how often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from faust_inference.config import ModelSettings
+from faust_inference.core.breaker import CircuitBreaker, CircuitState, is_outage
+from faust_inference.core.clock import Clock
+from faust_inference.core.hooks import InferenceHooks
+from faust_inference.core.limits import RateLimiter
+from faust_inference.core.provider import Predictions, Provider
+from faust_inference.core.retry import RetryPolicy
+from faust_inference.exceptions import (
+    CircuitOpen,
+    InferenceError,
+    InferenceTimeout,
+    InvalidInput,
+    ProviderError,
+    RateLimited,
+    ResponseDecodeError,
+    RetriesExhausted,
+)
+
+__all__ = ["Sender"]
+
+logger = logging.getLogger("faust_inference.core.runner")
+
+
+class Sender:
+    """Sends one batch of inputs to one model, attempt after attempt.
+
+    Example:
+        >>> sender = Sender(provider, settings, clock=LoopClock(), policy=policy,
+        ...                 hooks=InferenceHooks())  # doctest: +SKIP
+        >>> predictions, attempts, latency = await sender.send([x])  # doctest: +SKIP
+
+    Args:
+        provider: how to call the model.
+        settings: the model's registration (timeout, limits, breaker).
+        clock: the time source; tests pass one that does not sleep.
+        policy: when to retry and how long to wait.
+        hooks: told about every attempt and retry.
+        breaker: a circuit breaker shared with other models of the endpoint;
+            by default one is built from ``settings.circuit_breaker``.
+    """
+
+    __slots__ = (
+        "_breaker_waits",
+        "_clock",
+        "_policy",
+        "breaker",
+        "hooks",
+        "limiter",
+        "provider",
+        "settings",
+    )
+
+    def __init__(
+        self,
+        provider: Provider,
+        settings: ModelSettings,
+        *,
+        clock: Clock,
+        policy: RetryPolicy,
+        hooks: InferenceHooks,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings
+        self.hooks = hooks
+        self._clock = clock
+        self._policy = policy
+        self.limiter: RateLimiter | None = None
+        if settings.rate_limit is not None:
+            self.limiter = RateLimiter(
+                settings.rate_limit, clock, on_change=self._rate_limit_changed
+            )
+        self.breaker = breaker
+        if breaker is None and settings.circuit_breaker is not None:
+            self.breaker = CircuitBreaker(
+                settings.circuit_breaker, clock, on_change=self._circuit_changed
+            )
+        # While the circuit is open, callers wait unless a fallback can answer.
+        self._breaker_waits = settings.circuit_breaker is None or (
+            settings.circuit_breaker.on_open == "wait"
+            or not (settings.fallback or settings.has_default_output)
+        )
+
+    async def send(
+        self,
+        inputs: Sequence[Any],
+        *,
+        retry: bool = True,
+        prior_attempts: int = 0,
+        reserved: bool = False,
+    ) -> tuple[Predictions, int, float]:
+        """One request with retries; returns the predictions, attempts and latency.
+
+        Attempts are counted from ``prior_attempts``: calls that already
+        carried these inputs in a batch that was then split. ``reserved``
+        says the dispatcher already waited for the rate limit's turn.
+
+        A 429 under a rate limit, and an outage while the circuit breaker
+        makes callers wait, are the server's state, not the inputs' fault:
+        they are retried after the wait without using up the retries.
+        """
+        clock, timeout, settings, hooks = (
+            self._clock,
+            self.settings.timeout,
+            self.settings,
+            self.hooks,
+        )
+        limiter, breaker = self.limiter, self.breaker
+        size, name = len(inputs), settings.name
+        attempt = prior_attempts
+        counted = 0  # attempts that use up the retries
+        while True:
+            if limiter is not None:
+                if reserved:
+                    reserved = False
+                else:
+                    delay = limiter.reserve()
+                    if delay > 0:
+                        await clock.sleep(delay)
+            if breaker is not None and not breaker.allow():
+                if not self._breaker_waits:
+                    refused = CircuitOpen(
+                        f"model {name!r}: circuit open after repeated failures; not sent"
+                    )
+                    refused.attempts = attempt
+                    raise refused
+                await breaker.admit()
+            attempt += 1
+            counted += 1
+            hooks.on_request_start(settings, size)
+            started = clock.monotonic()
+            try:
+                try:
+                    async with asyncio.timeout(timeout):
+                        predictions = await self.provider.infer(inputs)
+                except TimeoutError:
+                    raise InferenceTimeout(
+                        f"model {name!r} did not answer within {timeout:g}s"
+                    ) from None
+                if len(predictions.outputs) != len(inputs):
+                    raise ResponseDecodeError(
+                        f"model {name!r} returned {len(predictions.outputs)} outputs "
+                        f"for {len(inputs)} inputs"
+                    )
+            except InferenceError as exc:
+                error = exc
+            except Exception as exc:  # a provider bug must not kill the dispatcher
+                error = ProviderError(f"provider of {name!r} failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+            except BaseException as exc:  # cancelled: stopping
+                hooks.on_request_end(settings, size, clock.monotonic() - started, exc, None)
+                if breaker is not None:
+                    breaker.release()
+                raise
+            else:
+                latency = clock.monotonic() - started
+                usage = predictions.usage
+                hooks.on_request_end(settings, size, latency, None, usage)
+                if breaker is not None:
+                    breaker.record(failed=False)
+                if limiter is not None and usage is not None:
+                    limiter.charge(usage)
+                return predictions, attempt, latency
+            hooks.on_request_end(settings, size, clock.monotonic() - started, error, None)
+            # An input the provider refused to encode was never sent.
+            never_sent = isinstance(error, InvalidInput)
+            error.attempts = attempt - 1 if never_sent else attempt
+            if breaker is not None:
+                if never_sent:
+                    breaker.release()
+                else:
+                    breaker.record(failed=is_outage(error))
+            if limiter is not None and isinstance(error, RateLimited):
+                counted -= 1  # backpressure: wait for the limiter, never give up
+                hooks.on_retry(settings, error, limiter.throttled(started, error.retry_after))
+                continue
+            if (
+                breaker is not None
+                and breaker.state != "closed"
+                and self._breaker_waits
+                and is_outage(error)
+            ):
+                counted -= 1  # the next attempt waits for the breaker's probe
+                hooks.on_retry(settings, error, 0.0)
+                continue
+            if not isinstance(error, ProviderError) or not (
+                retry and self._policy.should_retry(error, counted)
+            ):
+                if isinstance(error, ProviderError) and error.retryable and attempt > 1:
+                    raise RetriesExhausted(error, attempt) from error
+                raise error
+            delay = self._policy.delay(error, counted)
+            logger.debug(
+                "model %r: attempt %d failed (%s: %s); retrying in %.3fs",
+                name,
+                attempt,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            hooks.on_retry(settings, error, delay)
+            await clock.sleep(delay)
+
+    def _rate_limit_changed(self, requests_per_second: float) -> None:
+        self.hooks.on_rate_limit_change(self.settings, requests_per_second)
+
+    def _circuit_changed(self, state: CircuitState) -> None:
+        name, breaker = self.settings.name, self.settings.circuit_breaker
+        if state == "open":
+            logger.warning(
+                "model %r: circuit open after repeated failures; calls %s for %gs",
+                name,
+                "wait" if self._breaker_waits else "go to the fallback",
+                breaker.reset_timeout if breaker else 0,
+            )
+        elif state == "closed":
+            logger.info("model %r: circuit closed, the endpoint answers again", name)
+        self.hooks.on_circuit_change(self.settings, state)

@@ -124,3 +124,16 @@ async def test_rate_limited_calls_wait_and_never_fail():
     assert clock.now >= 6 * 3.0  # every Retry-After waited out
     assert runner.limiter is not None and runner.limiter.rate < 50
     await runner.aclose()
+
+
+def test_settings_take_shorthands_and_reject_nonsense():
+    from pydantic import ValidationError
+
+    s = ModelSettings(name="m", provider="fake", rate_limit=25, circuit_breaker=True)
+    assert s.rate_limit is not None and s.rate_limit.per_second == 25.0
+    assert s.circuit_breaker is not None and s.circuit_breaker.failures == 5
+    for bad in ({"requests_per_second": 0}, {"request_per_second": 5}, {"decrease": 1.5}):
+        with pytest.raises(ValidationError):
+            ModelSettings(name="m", provider="fake", rate_limit=bad)
+    with pytest.raises(ValidationError):
+        ModelSettings(name="m", provider="fake", circuit_breaker={"on_open": "drop"})

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, overload
 
 from faust_inference.config import ModelSettings
 from faust_inference.connections import ConnectionStore
+from faust_inference.core.breaker import BreakerPool
 from faust_inference.core.cache import MemoryStore, ResultCache
 from faust_inference.core.hooks import HooksDelegate
 from faust_inference.core.runner import InferenceRunner
@@ -134,6 +135,8 @@ class ModelRegistry:
         """Named endpoints and credentials, for ``app.model(..., connection="name")``."""
         self.hooks = HooksDelegate()
         """Observers of every model's requests and events (metrics sensors add themselves)."""
+        self.breakers = BreakerPool()
+        """One circuit breaker per endpoint, shared by the models served there."""
 
     @overload
     def register(self, name: str, /, **settings: Any) -> RemoteModel: ...
@@ -178,7 +181,13 @@ class ModelRegistry:
         }
         settings = _validate(name, {**fields, "options": options})
         provider = create_provider(settings, self.transports)
-        runner = InferenceRunner(provider, settings, fallback=self.runner, hooks=self.hooks)
+        runner = InferenceRunner(
+            provider,
+            settings,
+            fallback=self.runner,
+            hooks=self.hooks,
+            breaker=self.breakers.get(settings),
+        )
         cache = None
         if settings.cache is not None:
             if self.app is None:

@@ -16,11 +16,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Literal
 
-from faust_inference.config import CircuitBreakerSettings
-from faust_inference.core.clock import Clock
+from faust_inference.config import CircuitBreakerSettings, ModelSettings
+from faust_inference.core.clock import Clock, LoopClock
 from faust_inference.exceptions import ServerError, TransportError
 
-__all__ = ["CircuitBreaker", "CircuitState", "is_outage"]
+__all__ = ["BreakerPool", "CircuitBreaker", "CircuitState", "is_outage"]
 
 CircuitState = Literal["closed", "open", "half_open"]
 
@@ -47,14 +47,14 @@ class CircuitBreaker:
     Args:
         settings: when to open and how long to stay open.
         clock: the runner's time source.
-        on_change: told every new state.
+        on_change: told every new state (more with :meth:`add_listener`).
     """
 
     __slots__ = (
         "_changed",
         "_clock",
         "_failures",
-        "_on_change",
+        "_listeners",
         "_opened_at",
         "_probes",
         "settings",
@@ -70,11 +70,17 @@ class CircuitBreaker:
         self.settings = settings
         self.state: CircuitState = "closed"
         self._clock = clock
-        self._on_change = on_change
+        self._listeners: list[Callable[[CircuitState], None]] = []
+        if on_change is not None:
+            self._listeners.append(on_change)
         self._failures = 0
         self._opened_at = 0.0
         self._probes = 0
         self._changed: asyncio.Event | None = None
+
+    def add_listener(self, on_change: Callable[[CircuitState], None]) -> None:
+        """Also tell ``on_change`` every new state (each model sharing the endpoint)."""
+        self._listeners.append(on_change)
 
     def allow(self) -> bool:
         """Whether a call may be sent now; in half-open state this takes a probe."""
@@ -125,10 +131,45 @@ class CircuitBreaker:
     def _set(self, state: CircuitState) -> None:
         self.state = state
         self._wake()
-        if self._on_change is not None:
-            self._on_change(state)
+        for listener in self._listeners:
+            listener(state)
 
     def _wake(self) -> None:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+class BreakerPool:
+    """One circuit breaker per endpoint, shared by the models served there.
+
+    When a server is down, every model on it is down: the first model to
+    see the failures opens the circuit for all of them. The key is the
+    endpoint URL (the provider and remote name when a provider has no URL);
+    the first registered model's settings configure the breaker.
+
+    Example:
+        >>> pool = BreakerPool()
+        >>> a = ModelSettings(name="a", provider="kserve", endpoint="http://s:8080",
+        ...                   circuit_breaker=True)
+        >>> b = a.model_copy(update={"name": "b"})
+        >>> pool.get(a) is pool.get(b)  # doctest: +SKIP
+        True
+    """
+
+    __slots__ = ("_breakers", "_clock")
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._clock = clock
+
+    def get(self, settings: ModelSettings) -> CircuitBreaker | None:
+        """The breaker of ``settings``' endpoint; None when the model has none."""
+        if settings.circuit_breaker is None:
+            return None
+        key = settings.endpoint or f"{settings.provider}:{settings.target}"
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            clock = self._clock or LoopClock()
+            breaker = self._breakers[key] = CircuitBreaker(settings.circuit_breaker, clock)
+        return breaker

@@ -86,13 +86,15 @@ class Sender:
                 settings.rate_limit, clock, on_change=self._rate_limit_changed
             )
         self.breaker = breaker
-        if breaker is None and settings.circuit_breaker is not None:
+        if breaker is not None:
+            breaker.add_listener(self._circuit_changed)
+        elif settings.circuit_breaker is not None:
             self.breaker = CircuitBreaker(
                 settings.circuit_breaker, clock, on_change=self._circuit_changed
             )
         # While the circuit is open, callers wait unless a fallback can answer.
-        self._breaker_waits = settings.circuit_breaker is None or (
-            settings.circuit_breaker.on_open == "wait"
+        self._breaker_waits = self.breaker is None or (
+            (settings.circuit_breaker or self.breaker.settings).on_open == "wait"
             or not (settings.fallback or settings.has_default_output)
         )
 
@@ -220,7 +222,7 @@ class Sender:
         self.hooks.on_rate_limit_change(self.settings, requests_per_second)
 
     def _circuit_changed(self, state: CircuitState) -> None:
-        name, breaker = self.settings.name, self.settings.circuit_breaker
+        name, breaker = self.settings.name, self.breaker and self.breaker.settings
         if state == "open":
             logger.warning(
                 "model %r: circuit open after repeated failures; calls %s for %gs",

@@ -108,3 +108,21 @@ async def test_answers_of_a_working_server_do_not_open_it():
             await runner.predict(i)
     assert log.states == []
     await runner.aclose()
+
+
+async def test_models_on_one_endpoint_share_its_breaker(registry):
+    states: list[tuple[str, str]] = []
+
+    class Log(InferenceHooks):
+        def on_circuit_change(self, settings, state):
+            states.append((settings.name, state))
+
+    registry.hooks.add(Log())
+    common = {"provider": "http", "circuit_breaker": {"failures": 1}}
+    a = registry.register("a", endpoint="http://127.0.0.1:9", **common)
+    b = registry.register("b", endpoint="http://127.0.0.1:9", **common)
+    c = registry.register("c", endpoint="http://127.0.0.1:10", **common)
+    assert a.runner.breaker is b.runner.breaker is not c.runner.breaker
+    assert registry.register("d", provider="http", endpoint="http://x:1").runner.breaker is None
+    a.runner.breaker.record(failed=True)
+    assert states == [("a", "open"), ("b", "open")]

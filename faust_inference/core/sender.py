@@ -142,6 +142,9 @@ class Sender:
                     refused.attempts = attempt
                     raise refused
                 await breaker.admit()
+            # A half-open breaker counts its probes: give the place back if
+            # this one ends without a verdict.
+            probe = breaker is not None and breaker.state == "half_open"
             attempt += 1
             counted += 1
             hooks.on_request_start(settings, size)
@@ -166,7 +169,7 @@ class Sender:
                 error.__cause__ = exc
             except BaseException as exc:  # cancelled: stopping
                 hooks.on_request_end(settings, size, clock.monotonic() - started, exc, None)
-                if breaker is not None:
+                if probe and breaker is not None:
                     breaker.release()
                 raise
             else:
@@ -183,10 +186,10 @@ class Sender:
             never_sent = isinstance(error, InvalidInput)
             error.attempts = attempt - 1 if never_sent else attempt
             if breaker is not None:
-                if never_sent:
-                    breaker.release()
-                else:
+                if not never_sent:
                     breaker.record(failed=is_outage(error))
+                elif probe:
+                    breaker.release()
             if limiter is not None and isinstance(error, RateLimited):
                 counted -= 1  # backpressure: wait for the limiter, never give up
                 hooks.on_retry(settings, error, limiter.throttled(started, error.retry_after))

@@ -113,3 +113,14 @@ def test_install_with_metrics_sets_up_prometheus(monkeypatch):
     models = install(app, metrics=True)
     assert app.inference is models
     assert [type(o) for o in models.hooks.observers] == [PrometheusObserver]
+
+
+def test_faust_metrics_adds_faust_s_own_monitor_on_the_same_registry():
+    from faust.sensors.prometheus import PrometheusMonitor
+
+    app = faust.App("metrics-unit-3", broker="kafka://127.0.0.1:1", store="memory://")
+    registry = CollectorRegistry()
+    observer = prometheus.setup(app, registry=registry, faust_metrics=True)
+    assert isinstance(app.monitor, PrometheusMonitor)
+    names = {f.name for f in text_string_to_metric_families(observer.render().decode())}
+    assert "faust_messages_received" in names and "faust_inference_requests" in names

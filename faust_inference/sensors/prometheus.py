@@ -85,7 +85,7 @@ def _client() -> ModuleType:
     """The ``prometheus_client`` module, or an error that names the extra to install."""
     try:
         import prometheus_client
-    except ImportError as exc:  # pragma: no cover - the test venv has every extra
+    except ImportError as exc:
         raise ConfigurationError(
             "Prometheus metrics need prometheus_client: pip install 'faust-inference[prometheus]'"
         ) from exc

@@ -1,6 +1,7 @@
 """The Prometheus observer: a runner's hooks move the metrics they should."""
 
 import random
+import sys
 
 import faust
 import pytest
@@ -124,3 +125,11 @@ def test_faust_metrics_adds_faust_s_own_monitor_on_the_same_registry():
     assert isinstance(app.monitor, PrometheusMonitor)
     names = {f.name for f in text_string_to_metric_families(observer.render().decode())}
     assert "faust_messages_received" in names and "faust_inference_requests" in names
+
+
+def test_without_prometheus_client_the_error_names_the_extra(monkeypatch):
+    from faust_inference import ConfigurationError
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    with pytest.raises(ConfigurationError, match=r"faust-inference\[prometheus\]"):
+        PrometheusObserver()

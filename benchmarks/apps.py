@@ -5,10 +5,13 @@
 * ``infer``: the same model behind ``@infer``, ``BENCH_CONCURRENCY`` in
   flight, ``BENCH_BATCH`` events per request.
 * ``bare``: forwards each event with no model at all (Faust's own ceiling).
+
+``BENCH_CACHE`` (JSON, e.g. ``{"partitions": 4}``) gives the model a result cache.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import aiohttp
@@ -28,6 +31,7 @@ app = faust.App(
     broker_commit_interval=1.0,
     topic_disable_leader=True,
     producer_linger=float(env("BENCH_LINGER", "0")),
+    topic_partitions=4,
 )
 install(app)
 source = app.topic(env("BENCH_IN", "bench-in"), value_serializer="json")
@@ -42,6 +46,7 @@ model = app.model(
     batch_size=int(env("BENCH_BATCH", "1")),
     batch_timeout=float(env("BENCH_BATCH_TIMEOUT", "0.002")),
     timeout=10.0,
+    cache=json.loads(env("BENCH_CACHE", "null")),
 )
 
 

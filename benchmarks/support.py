@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -41,14 +41,23 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def fill_topic(bootstrap: str, topic: str, n: int, width: int = 10) -> None:
-    """Write ``n`` events before a worker starts, so it is measured at full speed."""
+async def fill_topic(
+    bootstrap: str, topic: str, n: int, width: int = 10, ids: Sequence[int] | None = None
+) -> None:
+    """Write ``n`` events before a worker starts, so it is measured at full speed.
+
+    With ``ids``, event ``i`` has id ``ids[i]`` and an input only that id has
+    (for cache runs, where repeated inputs would be hits).
+    """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
     await producer.start()
     try:
         for i in range(n):
-            value = {"id": i, "x": [((i * 7 + j) % 13) / 13 for j in range(width)]}
-            await producer.send(topic, key=str(i).encode(), value=orjson.dumps(value))
+            if ids is None:
+                value = {"id": i, "x": [((i * 7 + j) % 13) / 13 for j in range(width)]}
+            else:
+                value = {"id": ids[i], "x": [ids[i] / 1e6 + j for j in range(width)]}
+            await producer.send(topic, key=str(value["id"]).encode(), value=orjson.dumps(value))
         await producer.flush()
     finally:
         await producer.stop()

@@ -73,9 +73,11 @@ async def test_after_a_sigkill_only_unscored_events_call_the_model(kafka, tmp_pa
             "MAX_CONCURRENCY": "8",
             "BATCH_SIZE": "1",  # one event per request: requests count events
             "SESSION_TIMEOUT": "6",
-            # A long commit interval: many events are scored but not committed
-            # at the kill, and are delivered again to the second worker.
-            "COMMIT_INTERVAL": "5",
+            # Events scored in the last commit interval before the kill are
+            # delivered again to the second worker. (The first commits happen
+            # before the kill: a restart on partitions without any committed
+            # offset meets a Faust race, see docs/guarantees.md.)
+            "COMMIT_INTERVAL": "2",
             "CACHE": json.dumps({"partitions": 4}),
         }
         first = Worker(APP, env, tmp_path, "first").start()
@@ -84,12 +86,11 @@ async def test_after_a_sigkill_only_unscored_events_call_the_model(kafka, tmp_pa
             async with Collector(kafka.bootstrap, names["OUT_TOPIC"], names["DLQ_TOPIC"]) as seen:
                 out = seen.records[names["OUT_TOPIC"]]
                 await produce(kafka.bootstrap, names["IN_TOPIC"], sent, key=lambda e: e["id"])
-                await seen.wait_for(lambda: len(out) >= n // 3, 90, workers=[first])
+                await seen.wait_for(lambda: len(out) >= n // 2, 90, workers=[first])
                 first.kill(signal.SIGKILL)
                 await asyncio.sleep(0.5)  # requests already on the wire reach the server
                 calls_before = ep.stats.total
                 scored = await changelog_keys(kafka.bootstrap, changelog_topic(names))
-                outputs_before = len(out)
                 second.start()
                 ids = {e["id"] for e in sent}
                 await seen.wait_for(lambda: {r["id"] for r in out} >= ids, 120, workers=[second])
@@ -98,7 +99,8 @@ async def test_after_a_sigkill_only_unscored_events_call_the_model(kafka, tmp_pa
         finally:
             first.kill()
             second.stop()
-    after = out[outputs_before:]
+    # By process, not by arrival: the first worker's last results may be read late.
+    after = [r for r in out if r["pid"] == second.pid]
     replayed_hits = [r for r in after if r["cached"]]
     print(
         f"events {n}, scored before the kill {len(scored)}, calls after {calls_after}, "
@@ -110,7 +112,7 @@ async def test_after_a_sigkill_only_unscored_events_call_the_model(kafka, tmp_pa
     assert len(after) == calls_after + len(replayed_hits)
     assert not seen.records[names["DLQ_TOPIC"]]
     # A cached answer is the answer the model gave the first time.
-    first_answer = {r["id"]: r["output"] for r in out[:outputs_before]}
+    first_answer = {r["id"]: r["output"] for r in out if r["pid"] == first.pid}
     for r in replayed_hits:
         if r["id"] in first_answer:
             assert r["output"] == first_answer[r["id"]]

@@ -14,7 +14,7 @@ cheap and must not raise (a raising hook is logged and ignored by
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from typing_extensions import override
 
@@ -99,11 +99,7 @@ class HooksDelegate(InferenceHooks):
 
     @override
     def on_request_start(self, settings: ModelSettings, batch_size: int) -> None:
-        for o in self.observers:
-            try:
-                o.on_request_start(settings, batch_size)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_request_start", settings, batch_size)
 
     @override
     def on_request_end(
@@ -114,78 +110,45 @@ class HooksDelegate(InferenceHooks):
         error: BaseException | None,
         usage: Usage | None,
     ) -> None:
-        for o in self.observers:
-            try:
-                o.on_request_end(settings, batch_size, duration_s, error, usage)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_request_end", settings, batch_size, duration_s, error, usage)
 
     @override
     def on_retry(self, settings: ModelSettings, error: BaseException, delay_s: float) -> None:
-        for o in self.observers:
-            try:
-                o.on_retry(settings, error, delay_s)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_retry", settings, error, delay_s)
 
     @override
     def on_fallback(self, settings: ModelSettings, error: BaseException) -> None:
-        for o in self.observers:
-            try:
-                o.on_fallback(settings, error)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_fallback", settings, error)
 
     @override
     def on_cache(self, settings: ModelSettings, hit: bool) -> None:
-        for o in self.observers:
-            try:
-                o.on_cache(settings, hit)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_cache", settings, hit)
 
     @override
     def on_event_done(
         self, settings: ModelSettings, outcome: EventOutcome, latency_s: float
     ) -> None:
-        for o in self.observers:
-            try:
-                o.on_event_done(settings, outcome, latency_s)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_event_done", settings, outcome, latency_s)
 
     @override
     def on_dead_letter(self, settings: ModelSettings, error: BaseException) -> None:
-        for o in self.observers:
-            try:
-                o.on_dead_letter(settings, error)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_dead_letter", settings, error)
 
     @override
     def on_circuit_change(self, settings: ModelSettings, state: str) -> None:
-        for o in self.observers:
-            try:
-                o.on_circuit_change(settings, state)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_circuit_change", settings, state)
 
     @override
     def on_rate_limit_change(self, settings: ModelSettings, requests_per_second: float) -> None:
-        for o in self.observers:
-            try:
-                o.on_rate_limit_change(settings, requests_per_second)
-            except Exception:
-                _hook_failed(o)
+        self._fan_out("on_rate_limit_change", settings, requests_per_second)
 
     @override
     def on_drift(self, settings: ModelSettings, feature: str, psi: float, alert: bool) -> None:
-        for o in self.observers:
+        self._fan_out("on_drift", settings, feature, psi, alert)
+
+    def _fan_out(self, hook: str, *args: Any) -> None:
+        for observer in self.observers:
             try:
-                o.on_drift(settings, feature, psi, alert)
+                getattr(observer, hook)(*args)
             except Exception:
-                _hook_failed(o)
-
-
-def _hook_failed(observer: InferenceHooks) -> None:
-    logger.exception("inference hook of %r raised; ignored", observer)
+                logger.exception("inference hook %s of %r raised; ignored", hook, observer)

@@ -5,11 +5,19 @@ the model with ``input`` (chat: one user message after the same system prompt;
 embeddings: the text), write ``{"id", "ts", "output"}``. Settings come from the
 environment (``run.py`` sets them); ``FLINK_BENCH_BATCH`` is the only knob Flink
 has no counterpart for: its ``openai`` provider sends one row per request.
+
+Two experiment knobs, off by default, try the profile's findings without
+touching the library (see docs/performance.md):
+``FLINK_BENCH_SWITCH_INTERVAL=0.0005`` (the GIL hand-over between Faust's
+consumer thread and the event loop) and ``FLINK_BENCH_QUIET_ROOT_LOGGER=1``
+(undo the DEBUG root level Faust's worker leaves behind at ``-l warn``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 import faust
 
@@ -17,6 +25,8 @@ from faust_inference import infer, install
 
 env = os.environ.get
 TASK = env("FLINK_BENCH_TASK", "embedding")
+if env("FLINK_BENCH_SWITCH_INTERVAL"):  # an experiment knob; see docs/performance.md
+    sys.setswitchinterval(float(env("FLINK_BENCH_SWITCH_INTERVAL", "0.005")))
 
 app = faust.App(
     env("FLINK_BENCH_APP_ID", "flink-bench"),
@@ -55,3 +65,15 @@ def text(event: dict[str, object]) -> object:
 async def predicted(results):  # type: ignore[no-untyped-def]
     async for r in results:
         await sink.send(value={"id": r.event["id"], "ts": r.event["ts"], "output": r.output})
+
+
+if env("FLINK_BENCH_QUIET_ROOT_LOGGER"):  # an experiment knob: the profile's finding
+
+    @app.task
+    async def quiet_root_logger() -> None:
+        # Faust's worker at -l warn sets the root logger to DEBUG for its
+        # start-up spinner and never resets it: every debug call in aiokafka
+        # and Faust then builds a LogRecord that no handler wants.
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
+        root.setLevel(min((h.level for h in root.handlers), default=logging.WARNING))

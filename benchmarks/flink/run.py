@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.flink import install, report
 from benchmarks.flink.measure import GroupMeter, percentile
-from benchmarks.flink.systems import FlinkJob, faust_worker
+from benchmarks.flink.systems import FlinkJob, Profiler, faust_worker
 from benchmarks.flink.traffic import OutputReader, Producer, endpoint_stats
 from benchmarks.support import fake_endpoint, rate, unique
 from devtools.kafka import KafkaBroker
@@ -58,13 +58,18 @@ class Plan:
     """How many events each phase sends."""
 
     warmup: int
-    burst: dict[float, int]  # by endpoint latency: about 10 s of Flink's pace
+    burst_max: int
+    burst_latencies: float  # a burst is this many endpoint latencies' worth of events
     paced_seconds: float
     paced_min: int
 
+    def burst(self, latency: float) -> int:
+        """Events in the burst: about 8 s of Flink's pace (5 requests in flight)."""
+        return min(self.burst_max, int(self.burst_latencies / max(latency, 1e-3)))
 
-FULL = Plan(warmup=50, burst={0.02: 2000, 0.1: 400}, paced_seconds=5.0, paced_min=150)
-SMOKE = Plan(warmup=20, burst={0.02: 300, 0.1: 100}, paced_seconds=1.0, paced_min=100)
+
+FULL = Plan(warmup=50, burst_max=2000, burst_latencies=40, paced_seconds=5.0, paced_min=150)
+SMOKE = Plan(warmup=20, burst_max=300, burst_latencies=6, paced_seconds=1.0, paced_min=100)
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,10 @@ class Setting:
 class Bench:
     """One broker and the installed Flink side; runs one system in one setting."""
 
-    def __init__(self, kafka: KafkaBroker, plan: Plan, workdir: Path) -> None:
-        self.kafka, self.plan, self.workdir = kafka, plan, workdir
+    def __init__(
+        self, kafka: KafkaBroker, plan: Plan, workdir: Path, profile: Path | None = None
+    ) -> None:
+        self.kafka, self.plan, self.workdir, self.profile = kafka, plan, workdir, profile
         self.venv, self.jars = install.ensure_venv(), install.ensure_jars()
 
     def run(self, system: str, s: Setting, url: str, paced_rate: float | None) -> report.Measured:
@@ -116,9 +123,16 @@ class Bench:
             assert worker.pid is not None
             pgid, stop, log = worker.pid, worker.stop, worker.log_path
         meter = GroupMeter(pgid).start()
+        profiler = None
+        if self.profile is not None and system == "faust":
+            profiler = Profiler(pgid, self.profile / f"{name}.txt")
         try:
-            out = asyncio.run(self._measure(s, url, topic_in, topic_out, meter, paced_rate))
+            out = asyncio.run(
+                self._measure(s, url, topic_in, topic_out, meter, paced_rate, profiler)
+            )
         finally:
+            if profiler is not None:
+                profiler.stop()
             stop()
             meter.stop()
         events_per_s, latencies, cpu_s, stats, rate_used, complete = out
@@ -148,6 +162,7 @@ class Bench:
         topic_out: str,
         meter: GroupMeter,
         paced_rate: float | None,
+        profiler: Profiler | None,
     ) -> tuple[float, list[float], float, dict[str, object], float, bool]:
         plan, bootstrap = self.plan, self.kafka.bootstrap
         async with (
@@ -159,8 +174,10 @@ class Bench:
             complete = await reader.wait_for(warm, timeout=180)
             endpoint_stats(url, reset=True)
             cpu_before = meter.cpu_seconds()
+            if profiler is not None:
+                profiler.start()
 
-            burst = range(warm.stop, warm.stop + plan.burst[s.latency])
+            burst = range(warm.stop, warm.stop + plan.burst(s.latency))
             await producer.burst(burst)
             complete &= await reader.wait_for(burst, timeout=30 + len(burst) * s.latency)
             events_per_s = rate(reader.arrivals_ms(burst))
@@ -174,6 +191,14 @@ class Bench:
             stats = endpoint_stats(url)
             complete &= reader.bad == 0
             return events_per_s, reader.latencies(paced), cpu_s, stats, pace, complete
+
+
+def parse_setting(text: str) -> Setting:
+    """``embedding:20:10`` -> task, endpoint latency in ms, in-flight cap."""
+    task, latency_ms, cap = text.split(":")
+    if task not in OUR_BATCH:
+        raise argparse.ArgumentTypeError(f"task must be one of {sorted(OUR_BATCH)}")
+    return Setting(task, int(latency_ms) / 1000, int(cap))
 
 
 def settings(smoke: bool) -> list[Setting]:
@@ -194,24 +219,53 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="one setting, a few hundred events")
     parser.add_argument("--label", default="", help="names the run in RESULTS.md ('before', ...)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--setting",
+        type=parse_setting,
+        action="append",
+        help="only this setting, task:latency_ms:cap (repeatable), e.g. chat:20:50",
+    )
+    parser.add_argument("--only", choices=("flink", "faust"), help="run one system only")
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        help="events/s of the latency phase (default: half Flink's burst rate, "
+        "or half our own with --only faust)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy our worker while measured; collapsed stacks into DIR",
+    )
     args = parser.parse_args()
+    chosen = args.setting or settings(args.smoke)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     plan = SMOKE if args.smoke else FULL
     workdir = Path(tempfile.mkdtemp(prefix="flink-bench-"))
     started, load_before = time.monotonic(), report.uptime()
     rows: list[report.Measured] = []
     with KafkaBroker() as kafka:
-        bench = Bench(kafka, plan, workdir)
+        bench = Bench(kafka, plan, workdir, args.profile)
         print(f"Kafka {kafka.version}; logs in {workdir}; {load_before}", flush=True)
-        for latency in sorted({s.latency for s in settings(args.smoke)}):
+        for latency in sorted({s.latency for s in chosen}):
             with fake_endpoint(latency) as url:
-                for s in (s for s in settings(args.smoke) if s.latency == latency):
-                    flink = bench.run("flink", s, url, None)
-                    ours = bench.run("faust", s, url, flink.paced_rate)
-                    rows += [flink, ours]
+                for s in (s for s in chosen if s.latency == latency):
+                    pace = args.paced_rate
+                    if args.only != "faust":
+                        rows.append(bench.run("flink", s, url, pace))
+                        pace = pace or rows[-1].paced_rate
+                    if args.only != "flink":
+                        rows.append(bench.run("faust", s, url, pace))
                     print(
-                        f"  {s.task} {latency * 1000:g} ms x{s.in_flight}: Flink "
-                        f"{flink.events_per_s:,.0f}/s, ours {ours.events_per_s:,.0f}/s "
-                        f"({time.monotonic() - started:.0f} s)",
+                        f"  {s.task} {latency * 1000:g} ms x{s.in_flight}: "
+                        + ", ".join(
+                            f"{m.system} {m.events_per_s:,.0f}/s"
+                            for m in rows[-2:]
+                            if (m.task, m.latency_ms) == (s.task, int(latency * 1000))
+                        )
+                        + f" ({time.monotonic() - started:.0f} s)",
                         flush=True,
                     )
     text = "\n".join(
@@ -220,7 +274,8 @@ def main() -> int:
             f"Load: before `{load_before}`; after `{report.uptime()}`",
             f"Run: {time.monotonic() - started:.0f} s; Kafka {kafka.version}; Flink 2.3.0 "
             f"(flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), parallelism 1; events per "
-            f"setting: {plan.warmup} warm-up, burst {plan.burst} (by latency), paced at half "
+            f"setting: {plan.warmup} warm-up, burst of {plan.burst(0.02)} (20 ms) or "
+            f"{plan.burst(0.1)} (100 ms), paced at half "
             f"Flink's burst rate for {plan.paced_seconds:g} s (at least {plan.paced_min}).",
             "",
             report.render(rows),
@@ -229,7 +284,7 @@ def main() -> int:
         ]
     )
     print("\n" + text)
-    if not args.smoke and not args.no_write:
+    if not (args.smoke or args.no_write or args.only or args.setting or args.profile):
         label = f" ({args.label})" if args.label else ""
         title = f"## Flink SQL ML_PREDICT vs faust-inference{label}"
         with RESULTS.open("a") as out:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from benchmarks.flink.install import flink_python
 from devtools import _process
 from devtools.worker import FaustWorker
 
-__all__ = ["FlinkJob", "faust_worker"]
+__all__ = ["FlinkJob", "Profiler", "faust_worker"]
 
 JOB = Path(__file__).with_name("job.py")
 
@@ -89,3 +91,47 @@ def faust_worker(workdir: Path, name: str, **settings: object) -> FaustWorker:
     env = {f"FLINK_BENCH_{k.upper()}": str(v) for k, v in settings.items() if k != "kafka_broker"}
     env["KAFKA_BROKER"] = str(settings["kafka_broker"])
     return FaustWorker("benchmarks.flink.faust_app", env, workdir, name, log_level="warn")
+
+
+class Profiler:
+    """py-spy sampling a process group's leader, collapsed stacks into ``path``.
+
+    py-spy is a tool of the benchmark, not a dependency of the project:
+    ``.venv/bin/pip install py-spy`` if it is missing.
+    """
+
+    def __init__(self, pid: int, path: Path, rate: int = 250) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
+        self.path = path
+        self.cmd = [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(path),
+            "--nonblocking",
+            "--gil",  # only the thread holding the GIL: where Python CPU time goes
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start sampling."""
+        with self.path.with_suffix(".log").open("ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
+
+    def stop(self) -> None:
+        """Stop sampling; py-spy writes its file on SIGINT."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

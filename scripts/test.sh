@@ -16,6 +16,9 @@ echo "== lint and types"
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 fi
+echo "== Flink SQL ML_PREDICT vs faust-inference, smoke run (PyFlink venv and Flink jars first)"
+.venv/bin/python -m benchmarks.flink.install >/dev/null
+.venv/bin/python benchmarks/flink/run.py --smoke
 echo "== the Kafka-facing integration tests again, on Kafka 4.x (KIP-896 removed old protocol versions)"
 FAUST_INFERENCE_KAFKA_VERSION=4.1.1 .venv/bin/python -m pytest -q -p no:cacheprovider \
   tests/integration/test_stream.py tests/integration/test_crash.py tests/integration/test_scale_out.py

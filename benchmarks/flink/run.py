@@ -95,7 +95,7 @@ class Bench:
         self.kafka.create_topic(topic_out, partitions=1)
         name = f"{system}-{s.task}-{int(s.latency * 1000)}ms-{s.in_flight}"
         if system == "flink":
-            proc: FlinkJob | object = FlinkJob(
+            job = FlinkJob(
                 self.venv,
                 self.jars,
                 self.workdir / f"{name}.log",
@@ -106,7 +106,7 @@ class Bench:
                 task=s.task,
                 in_flight=s.in_flight,
             ).start()
-            pgid, stop, log = proc.pgid, proc.stop, proc.log_path
+            pgid, stop, log = job.pgid, job.stop, job.log_path
         else:
             worker = faust_worker(
                 self.workdir,

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 
 __all__ = ["OutputReader", "Producer", "endpoint_stats", "event_text"]
 

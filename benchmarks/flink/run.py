@@ -94,31 +94,26 @@ class Bench:
         self.kafka.create_topic(topic_in, partitions=4)
         self.kafka.create_topic(topic_out, partitions=1)
         name = f"{system}-{s.task}-{int(s.latency * 1000)}ms-{s.in_flight}"
+        # The same job for both systems; only how each is started differs.
+        work = {
+            "source": topic_in,
+            "sink": topic_out,
+            "endpoint": f"{url}/v1",
+            "task": s.task,
+            "in_flight": s.in_flight,
+        }
         if system == "flink":
-            job = FlinkJob(
-                self.venv,
-                self.jars,
-                self.workdir / f"{name}.log",
-                bootstrap=self.kafka.bootstrap,
-                source=topic_in,
-                sink=topic_out,
-                endpoint=f"{url}/v1",
-                task=s.task,
-                in_flight=s.in_flight,
-            ).start()
-            pgid, stop, log = job.pgid, job.stop, job.log_path
+            log = self.workdir / f"{name}.log"
+            job = FlinkJob(self.venv, self.jars, log, bootstrap=self.kafka.bootstrap, **work)
+            pgid, stop = job.start().pgid, job.stop
         else:
             worker = faust_worker(
                 self.workdir,
                 name,
                 kafka_broker=self.kafka.url,
-                source=topic_in,
-                sink=topic_out,
-                endpoint=f"{url}/v1",
-                task=s.task,
-                in_flight=s.in_flight,
                 batch=OUR_BATCH[s.task],
                 app_id=unique("fb"),
+                **work,
             ).start()
             assert worker.pid is not None
             pgid, stop, log = worker.pid, worker.stop, worker.log_path

@@ -25,7 +25,7 @@ For each setting and system, in a fresh pair of topics (4 partitions in, 1 out):
    to the result's arrival at the reader of the output topic;
 4. **peak MB**: the highest RSS of the system's processes, sampled throughout.
 
-The full run takes about 9 minutes; ``--smoke`` (one setting, a few hundred
+The full run takes about 6-7 minutes; ``--smoke`` (one setting, a few hundred
 events) under 2 and fails when a system loses events, for CI. The table is
 printed and, unless ``--smoke``, appended to ``benchmarks/RESULTS.md``.
 """

@@ -7,7 +7,9 @@ so the in-flight cap is a property of the model server, not of each caller.
 The dispatcher takes a concurrency slot *before* it forms a batch: while every
 slot is busy, events pile up in the queue and the next free slot sends a full
 batch at once. Under light load a batch waits at most ``batch_timeout`` for
-company. This adapts the batch size to the load without any tuning.
+company, and only while inputs arrive closer together than that: at a
+trickle, waiting would add latency and bring no company. This adapts the
+batch size to the load without any tuning.
 """
 
 from __future__ import annotations
@@ -141,6 +143,10 @@ class InferenceRunner:
         self._dispatcher: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._last_arrival: float | None = None
+        self._arrival_gap = 0.0
+        self._gap_known = False
+        """Recent mean time between two submitted inputs (EWMA), in loop seconds."""
         self.in_flight = 0
         """Requests being sent or awaiting an answer right now."""
         self._sender = Sender(
@@ -170,6 +176,15 @@ class InferenceRunner:
         if self._dispatcher is None:
             self._start(loop)
         future: asyncio.Future[Outcome] = loop.create_future()
+        now = loop.time()
+        if self._last_arrival is not None:
+            # Capped, so that one idle spell does not hide the next burst.
+            gap = min(now - self._last_arrival, _GAP_CAP * self.settings.batch_timeout)
+            if self._gap_known:
+                self._arrival_gap += (gap - self._arrival_gap) * _GAP_WEIGHT
+            else:
+                self._arrival_gap, self._gap_known = gap, True
+        self._last_arrival = now
         queue = self._queue
         queue.append(_Pending(value, future))
         if len(queue) == 1 or len(queue) >= self.batch_size:
@@ -227,7 +242,15 @@ class InferenceRunner:
                 while not queue:
                     wakeup.clear()
                     await wakeup.wait()
-                if len(queue) < size and wait > 0 and not queue[0].solo:
+                if (
+                    len(queue) < size
+                    and wait > 0
+                    and not queue[0].solo
+                    and self._arrival_gap < wait
+                ):
+                    # Waiting for company only pays when company is expected
+                    # within the wait: at a trickle (inputs further apart than
+                    # batch_timeout) it would only add latency.
                     # A bare timer, not asyncio.timeout(): this runs once per
                     # batch and the cancellation machinery costs more than the wait.
                     expired = [False]
@@ -360,6 +383,12 @@ class InferenceRunner:
             exc.attempts,
             fallback=True,
         )
+
+
+_GAP_WEIGHT = 0.125
+"""Weight of the newest gap in the arrival-gap average (about the last 8 inputs)."""
+_GAP_CAP = 4.0
+"""Longest gap counted, in multiples of ``batch_timeout``."""
 
 
 def _expire(flag: list[bool], wakeup: asyncio.Event) -> None:

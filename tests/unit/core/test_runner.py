@@ -57,6 +57,24 @@ async def test_batch_timeout_waits_for_company():
 
 
 @pytest.mark.asyncio
+async def test_at_a_trickle_inputs_go_out_without_waiting_for_company():
+    provider = FakeProvider()
+    runner = make_runner(provider, batch_size=8, batch_timeout=0.2)
+    for i in range(6):
+        future = runner.submit(i)
+        await asyncio.sleep(0.05)  # a quarter of batch_timeout
+        if i >= 1:  # once a gap (0.3 s, longer than batch_timeout) has been seen
+            assert future.done(), f"input {i} waited for company that was not coming"
+        await future
+        await asyncio.sleep(0.25)
+    assert all(len(b) == 1 for b in provider.batches)
+    # A burst after the trickle is batched again.
+    outcomes = await asyncio.gather(*(runner.submit(i) for i in range(8)))
+    assert len(outcomes) == 8 and provider.batches[-1] == list(range(8))
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
 async def test_provider_batch_limit_caps_the_batch_size():
     provider = FakeProvider(max_batch_size=1)
     runner = make_runner(provider, batch_size=16)

@@ -18,7 +18,9 @@ One run, one machine, against the fixed-latency test double
    the given share and carry new inputs otherwise. Rates are over the middle
    80% of each phase's outputs, like ``throughput.py``. (One worker for all
    phases, because restarting on a fresh topic while the table recovers hit
-   a Faust race that drops an event now and then: docs/guarantees.md.)
+   a Faust race that drops an event now and then: docs/guarantees.md.) A
+   last worker without a cache gives the baseline: what recording each
+   result in the table costs when nothing hits.
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ async def hit_against_call(url: str, calls: int, hits: int) -> tuple[float, floa
 
 
 async def phases(kafka: KafkaBroker, url: str, workdir: Path, n: int,
-                 common: dict[str, str]) -> list[float]:
-    """Events/s of one worker for each share of ``HIT_RATES``."""
+                 common: dict[str, str], shares: tuple[float, ...] = HIT_RATES) -> list[float]:
+    """Events/s of one worker for each share of hits in ``shares``."""
     topic_in, topic_out = unique("bench-cache-in"), unique("bench-cache-out")
     kafka.create_topic(topic_in, partitions=4)
     kafka.create_topic(topic_out, partitions=1)
@@ -98,16 +100,17 @@ async def phases(kafka: KafkaBroker, url: str, workdir: Path, n: int,
         known = list(range(n))  # scored first: the later phases' hits
         await fill_topic(kafka.bootstrap, topic_in, n, ids=known)
         await outputs(n)
-        fresh = iter(range(n, n * (len(HIT_RATES) + 1)))
+        fresh = iter(range(n, n * (len(shares) + 1)))
         rates = []
-        for share in HIT_RATES:
+        for share in shares:
             repeats = int(n * share)
             ids = known[:repeats] + [next(fresh) for _ in range(n - repeats)]
             # Mixed, so every stretch of the phase has the same share of hits.
             ids.sort(key=lambda i: (i * 2654435761) % 2**32)
             await fill_topic(kafka.bootstrap, topic_in, n, ids=ids)
             rates.append(rate(await outputs(n)))
-            print(f"  {share:.0%} hits: {rates[-1]:,.0f} events/s", flush=True)
+            cached = "cache" if "BENCH_CACHE" in common else "no cache"
+            print(f"  {cached}, {share:.0%} repeats: {rates[-1]:,.0f} events/s", flush=True)
         return rates
     finally:
         await consumer.stop()
@@ -127,6 +130,8 @@ def main() -> None:
               f"{args.latency * 1000:g} ms latency; logs in {workdir}", flush=True)
         miss, hit = asyncio.run(hit_against_call(url, calls=200, hits=20000))
         rates = asyncio.run(phases(kafka, url, workdir, args.events, common))
+        plain = {"BENCH_LINGER": str(args.linger)}
+        baseline = asyncio.run(phases(kafka, url, workdir, args.events, plain, (0.0,)))[0]
     print()
     print("| what | value |")
     print("|------|------:|")
@@ -137,8 +142,10 @@ def main() -> None:
     for share, value in zip(HIT_RATES, rates, strict=True):
         print(f"| events/s at {share:.0%} hits ({IN_FLIGHT} in flight, 1 event per request) | "
               f"{value:,.0f} |")
+    print(f"| events/s without a cache (same worker settings) | {baseline:,.0f} |")
     print()
-    print(f"100% / 0% hits = {rates[-1] / rates[0]:.2f}; 50% / 0% = {rates[1] / rates[0]:.2f}")
+    print(f"100% / 0% hits = {rates[-1] / rates[0]:.2f}; 50% / 0% = {rates[1] / rates[0]:.2f}; "
+          f"0% hits / no cache = {rates[0] / baseline:.2f} (the cost of recording results)")
 
 
 if __name__ == "__main__":

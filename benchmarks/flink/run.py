@@ -35,20 +35,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+REPO = Path(__file__).resolve().parents[2]
 
-from benchmarks.flink import install, report
-from benchmarks.flink.measure import GroupMeter, percentile
-from benchmarks.flink.systems import FlinkJob, Profiler, faust_worker
-from benchmarks.flink.traffic import OutputReader, Producer, endpoint_stats
-from benchmarks.support import fake_endpoint, rate, unique
-from devtools.kafka import KafkaBroker
+
+def _in_project_venv() -> None:
+    """Re-run under the project's virtualenv (made by scripts/venv.sh if missing).
+
+    So that ``python benchmarks/flink/run.py`` works from a fresh clone with any
+    Python 3.11, as the README says.
+    """
+    venv_python = REPO / ".venv" / "bin" / "python"
+    if Path(sys.prefix).resolve() == (REPO / ".venv").resolve():
+        return
+    if not venv_python.exists():
+        subprocess.run(["bash", str(REPO / "scripts" / "venv.sh")], check=True)
+    os.execv(str(venv_python), [str(venv_python), *sys.argv])
+
+
+if __name__ == "__main__":
+    _in_project_venv()
+
+sys.path.insert(0, str(REPO))
+
+from benchmarks.flink import install, report  # noqa: E402 (after the re-exec)
+from benchmarks.flink.measure import GroupMeter, percentile  # noqa: E402 (after the re-exec)
+from benchmarks.flink.systems import FlinkJob, Profiler, faust_worker  # noqa: E402 (after the re-exec)
+from benchmarks.flink.traffic import OutputReader, Producer, endpoint_stats  # noqa: E402 (after the re-exec)
+from benchmarks.support import fake_endpoint, rate, unique  # noqa: E402 (after the re-exec)
+from devtools.kafka import KafkaBroker  # noqa: E402 (after the re-exec)
 
 RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 OUR_BATCH = {"embedding": 16, "chat": 1}

@@ -109,7 +109,9 @@ async def test_after_a_sigkill_only_unscored_events_call_the_model(kafka, tmp_pa
     assert 0 < len(scored) < n
     assert calls_after == n - len(scored), (calls_after, n, len(scored))
     assert replayed_hits, "no redelivered event was answered from the cache"
-    assert len(after) == calls_after + len(replayed_hits)
+    # Each unscored event was called for once: a second delivery inside the new
+    # worker (its own rebalance) shares the call in flight or hits the table.
+    assert len({r["id"] for r in after if not r["cached"]}) == calls_after
     assert not seen.records[names["DLQ_TOPIC"]]
     # A cached answer is the answer the model gave the first time.
     first_answer = {r["id"]: r["output"] for r in out if r["pid"] == first.pid}

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -190,6 +191,12 @@ class Price(_Frozen):
         ) / 1e6 + requests * self.per_request
 
 
+_ON_OFF_DEFAULTS: dict[str | None, type[BaseModel]] = {
+    "circuit_breaker": CircuitBreakerSettings,
+    "cache": CacheSettings,
+}
+
+
 class ModelSettings(_Frozen):
     """Everything needed to call one remote model.
 
@@ -261,20 +268,12 @@ class ModelSettings(_Frozen):
             return RateLimitSettings(requests_per_second=value)
         return value
 
-    @field_validator("circuit_breaker", mode="before")
+    @field_validator("circuit_breaker", "cache", mode="before")
     @classmethod
-    def _breaker_shorthand(cls, value: Any) -> Any:
+    def _on_off_shorthand(cls, value: Any, info: ValidationInfo) -> Any:
+        # True: the settings' defaults; False: off.
         if value is True:
-            return CircuitBreakerSettings()
-        if value is False:
-            return None
-        return value
-
-    @field_validator("cache", mode="before")
-    @classmethod
-    def _cache_shorthand(cls, value: Any) -> Any:
-        if value is True:
-            return CacheSettings()
+            return _ON_OFF_DEFAULTS[info.field_name]()
         if value is False:
             return None
         return value

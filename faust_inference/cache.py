@@ -47,7 +47,6 @@ class TableStore:
     def __init__(self, table: Any, *, partitioned: bool) -> None:
         self.table = table
         self.partitioned = partitioned
-        self._verified: set[str] = set()
         self.on_recover: Any = None
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -80,12 +79,14 @@ class TableStore:
         return iter(list(self.table.data.items()))
 
     def verify_source(self, topic: str) -> None:
-        """Check, once per topic, that a partitioned table is co-partitioned with ``topic``.
+        """Check that a partitioned table is co-partitioned with ``topic``.
+
+        ``infer()`` calls it on the first event of each topic.
 
         Raises:
             ConfigurationError: the partition counts differ.
         """
-        if not self.partitioned or topic in self._verified:
+        if not self.partitioned:
             return
         consumer = self.table.app.consumer
         source = consumer.topic_partitions(topic)
@@ -99,7 +100,6 @@ class TableStore:
                 f"with its stream. Pass cache=CacheSettings(partitions={source}), or "
                 "CacheSettings(table='global') when inputs do not follow the stream's key"
             )
-        self._verified.add(topic)
 
 
 def table_cache(app: Any, runner: InferenceRunner, settings: CacheSettings) -> ResultCache:

@@ -4,8 +4,10 @@ The replay test counts the model server's requests across a SIGKILL: after a
 second worker takes over, it must call the model exactly once for every
 event whose result had not reached the cache's changelog, and never for one
 that had. The server there is the fake endpoint (a test double) because the
-test needs an exact request count and calls in flight at the kill; the cache
-test against the real MLServer shows the same table serving real results.
+test needs an exact request count and calls in flight at the kill; the
+global-table test uses it too, for the exact count of calls a second round
+costs. The cache test against the real MLServer shows the same table serving
+real results.
 """
 
 from __future__ import annotations

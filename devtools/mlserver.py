@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -136,10 +136,6 @@ def _install(venv: Path) -> None:
 def prepare_fraud_model(dest: Path = DEFAULT_MODELS_DIR, *, venv: Path | None = None) -> Path:
     """Train the example fraud model into ``dest/fraud`` unless it is current.
 
-    Training runs with the MLServer venv's Python because a joblib pickle is
-    only reliably loadable by the scikit-learn version that wrote it. The
-    model is retrained when it is missing or older than the venv marker
-    (new scikit-learn) or than ``train.py`` (changed rule or model).
     ``settings.json`` is not written here: ports are only known at
     ``MLServer.start``.
 
@@ -153,21 +149,57 @@ def prepare_fraud_model(dest: Path = DEFAULT_MODELS_DIR, *, venv: Path | None = 
     Raises:
         MLServerError: If the venv cannot be built or training fails.
     """
+    prepare_model(dest / "fraud", TRAIN_SCRIPT, venv=venv)
+    return dest
+
+
+def prepare_model(
+    model_dir: Path,
+    train_script: Path,
+    *,
+    sources: Sequence[Path] = (),
+    venv: Path | None = None,
+) -> Path:
+    """Run ``train_script --out model_dir`` with the MLServer venv's Python, unless current.
+
+    Training runs with the MLServer venv's Python because a joblib pickle is
+    only reliably loadable by the scikit-learn version that wrote it. The
+    model is retrained when it is missing or older than the venv marker
+    (new scikit-learn), than ``train_script`` or than any of ``sources``
+    (changed data or model code).
+
+    Example::
+
+        prepare_model(CACHE_DIR / "example-models" / "shop" / "ranker",
+                      REPO_ROOT / "examples" / "personalization" / "train.py")
+
+    Args:
+        model_dir: The model folder the script writes (``model-settings.json``
+            and ``model.joblib``).
+        train_script: A script taking ``--out DIR``.
+        sources: More files whose change makes the model stale.
+        venv: MLServer virtualenv; created with ``ensure_venv`` if needed.
+
+    Returns:
+        ``model_dir``.
+
+    Raises:
+        MLServerError: If the venv cannot be built or training fails.
+    """
     venv = ensure_venv(venv or VENV_DIR)
-    model_dir = dest / "fraud"
     model = model_dir / "model.joblib"
     if (model_dir / "model-settings.json").is_file() and model.is_file():
         mtime = model.stat().st_mtime
-        deps = [venv / _process.INSTALL_MARKER, TRAIN_SCRIPT]
+        deps = [venv / _process.INSTALL_MARKER, train_script, *sources]
         if all(mtime >= d.stat().st_mtime for d in deps if d.exists()):
-            return dest
-    _log(f"training example fraud model into {model_dir}")
+            return model_dir
+    _log(f"training {train_script} into {model_dir}")
     _run(
-        [str(_venv_bin(venv, "python")), str(TRAIN_SCRIPT), "--out", str(model_dir)],
-        "training the fraud model",
+        [str(_venv_bin(venv, "python")), str(train_script), "--out", str(model_dir)],
+        f"training with {train_script.name}",
         env=_child_env(),
     )
-    return dest
+    return model_dir
 
 
 def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None) -> None:

@@ -50,6 +50,7 @@ from faust_inference.exceptions import (
     RetriesExhausted,
     ServerError,
     TransportError,
+    UndecodableEvent,
 )
 from faust_inference.results import DeadLetter, InferenceResult, Usage
 
@@ -90,6 +91,7 @@ __all__ = [
     "StreamInference",
     "Task",
     "TransportError",
+    "UndecodableEvent",
     "Usage",
     "__version__",
     "infer",

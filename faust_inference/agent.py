@@ -20,16 +20,26 @@ event is delivered again: at least once, never lost.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
+import orjson
+
 from faust_inference.app import RemoteModel
 from faust_inference.cache import require_same_partitions
 from faust_inference.core.pipeline import Envelope, StreamInference
+from faust_inference.exceptions import ConfigurationError
 from faust_inference.results import DeadLetter
+from faust_inference.stream_guard import (
+    CommitGuard,
+    Undecodable,
+    guard_decoding,
+    release_when_suspended,
+)
 
 __all__ = ["infer"]
 
@@ -70,6 +80,14 @@ def infer(
     pending = max_pending or max(64, 2 * settings.max_concurrency * settings.batch_size)
 
     def decorate(fun: AgentFun) -> AgentFun:
+        is_async = inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)
+        if hasattr(fun, "channel") or not is_async:
+            raise ConfigurationError(
+                f"@infer({model.name!r}) must decorate the agent's async function, below "
+                f"@app.agent(...), got {type(fun).__name__} {fun!r}: write "
+                "'@app.agent(topic)' first and '@infer(model, ...)' on the line under it"
+            )
+
         def results(stream: Any) -> StreamInference[Any]:
             # Looked up when the agent starts, so that the preprocessor may be
             # registered anywhere in the module, even below the agent.
@@ -78,35 +96,43 @@ def infer(
                 stream, model, prepare, dead_letter, ordered=ordered, max_pending=pending
             )
 
-        # When the agent's own code raises on a result, that event is
-        # dead-lettered (with the agent's error) and the agent function is
-        # called again on the same pipeline: the events in flight stay with
-        # it. Letting Faust restart the agent instead would strand them
+        # When the agent's own code raises, the agent function is called
+        # again on the same pipeline: the events in flight stay with it (an
+        # event whose result it was handling is dead-lettered first).
+        # Letting Faust restart the agent instead would strand them
         # unacknowledged, blocking commits and every later rebalance.
         if inspect.isasyncgenfunction(fun):
 
             async def agen_agent(stream: Any) -> AsyncIterator[Any]:
                 pipeline = results(stream)
-                while True:
-                    try:
-                        async for value in fun(pipeline):
-                            yield value
-                        return
-                    except Exception as exc:
-                        if not await _survive(pipeline, exc):
-                            raise
+                release = _release_task(stream, pipeline)
+                try:
+                    while True:
+                        try:
+                            async for value in fun(pipeline):
+                                yield value
+                            return
+                        except Exception as exc:
+                            if not await _survive(pipeline, exc):
+                                raise
+                finally:
+                    release.cancel()
 
             wrapper: Callable[..., Any] = agen_agent
         else:
 
             async def agent(stream: Any) -> Any:
                 pipeline = results(stream)
-                while True:
-                    try:
-                        return await fun(pipeline)
-                    except Exception as exc:
-                        if not await _survive(pipeline, exc):
-                            raise
+                release = _release_task(stream, pipeline)
+                try:
+                    while True:
+                        try:
+                            return await fun(pipeline)
+                        except Exception as exc:
+                            if not await _survive(pipeline, exc):
+                                raise
+                finally:
+                    release.cancel()
 
             wrapper = agent
         functools.update_wrapper(wrapper, fun)
@@ -118,13 +144,38 @@ def infer(
     return decorate
 
 
+_RESTART_PAUSE = 1.0
+"""Seconds before the agent function is called again after it raised outside a result."""
+
+
 async def _survive(pipeline: StreamInference[Any], exc: Exception) -> bool:
-    """Whether the agent may go on after ``exc``: it failed on one result only."""
-    if not pipeline.holding:
-        return False  # raised outside a result: let Faust handle the crash
-    if await pipeline.reject_current(exc):
-        logger.warning("the agent raised on a result: its event was dead-lettered", exc_info=exc)
+    """Whether the agent function may be called again on ``pipeline`` after ``exc``."""
+    if pipeline.holding:
+        if await pipeline.reject_current(exc):
+            logger.warning(
+                "the agent raised on a result: its event was dead-lettered", exc_info=exc
+            )
+        return True
+    if not pipeline.open:
+        return False  # nothing in flight: Faust's own restart strands nothing
+    # Raised outside a result with events in flight: a restart by Faust
+    # would strand them. Keep the pipeline and call the agent again.
+    logger.error(
+        "the agent raised outside a result with %d event(s) in flight; calling it again "
+        "in %gs on the same stream",
+        pipeline.open,
+        _RESTART_PAUSE,
+        exc_info=exc,
+    )
+    await asyncio.sleep(_RESTART_PAUSE)
     return True
+
+
+def _release_task(stream: Any, pipeline: StreamInference[Any]) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(
+        release_when_suspended(stream.app, pipeline.open_handles),
+        name="faust-inference:release-on-suspend",
+    )
 
 
 def _stream_inference(
@@ -140,8 +191,10 @@ def _stream_inference(
     registry = getattr(app, "inference", None)
     if registry is not None:
         registry.check()
+    guard_decoding(app, stream.channel)
     manual = stream.noack()
     dlq_topic = _resolve_topic(app, dead_letter)
+    sender = _DeadLetterSender(app, dlq_topic, model) if dlq_topic is not None else None
 
     cache = model.cache
     checked: set[str] = set()
@@ -152,8 +205,20 @@ def _stream_inference(
             if cache is not None and message.topic not in checked:
                 require_same_partitions(cache, message.topic)
                 checked.add(message.topic)
+            value = event.value
+            if isinstance(value, Undecodable):
+                yield Envelope(
+                    value=value,
+                    lane=message.tp,
+                    handle=event,
+                    key=message.key,
+                    partition=message.partition,
+                    offset=message.offset,
+                    error=value.error,
+                )
+                continue
             yield Envelope(
-                value=event.value,
+                value=value,
                 lane=message.tp,
                 handle=event,
                 key=event.key,
@@ -164,45 +229,129 @@ def _stream_inference(
     async def ack(envelope: Envelope[Any]) -> None:
         await manual.ack(envelope.handle)
 
-    async def send_dead_letter(envelope: Envelope[Any], error: BaseException) -> None:
-        assert dlq_topic is not None
-        letter = DeadLetter.from_error(
-            error,
-            event=envelope.value,
-            model=model.name,
-            version=model.version,
-            key=envelope.key,
-            topic=envelope.handle.message.topic,
-            partition=envelope.partition,
-            offset=envelope.offset,
-        )
-        # Created like Faust creates an agent's own topics (once; cached), so
-        # dead letters do not depend on the broker auto-creating topics.
-        await dlq_topic.maybe_declare()
-        await dlq_topic.send(key=envelope.key, value=letter.as_dict())
-        # One line per dead letter: they are rare by design, and each one is a
-        # question someone will ask ("where did event X go?").
-        logger.warning(
-            "model %r: event at %s[%s]@%s dead-lettered to %s after %d attempt(s): %s: %s",
-            model.name,
-            letter.topic,
-            letter.partition,
-            letter.offset,
-            dlq_topic.get_topic_name(),
-            letter.attempts,
-            letter.error_class,
-            letter.error,
-        )
-
-    return StreamInference(
+    pipeline = StreamInference(
         model.runner,
         envelopes(),
         ack=ack,
         prepare=prepare,
-        dead_letter=send_dead_letter if dlq_topic is not None else None,
+        dead_letter=sender.send if sender is not None else None,
         ordered=ordered,
         max_pending=max_pending,
         cache=cache,
+    )
+    guard = CommitGuard.install(app.consumer)
+    if guard is not None:
+        guard.watch(pipeline)
+    return pipeline
+
+
+class _DeadLetterSender:
+    """Produces dead letters; a letter that cannot be produced is never dropped.
+
+    A letter too big for the producer is cut down (see
+    :meth:`DeadLetter.shrunk`) and sent; any other failure (the broker is
+    away) is retried with backoff, holding the event unacknowledged, until
+    it is sent or the worker stops.
+    """
+
+    __slots__ = ("_declared", "_limit", "model", "topic")
+
+    def __init__(self, app: Any, topic: Any, model: RemoteModel) -> None:
+        self.topic = topic
+        self.model = model
+        self._declared = False
+        # Room for the record's own overhead and the key within the
+        # producer's request limit.
+        self._limit = int(getattr(app.conf, "producer_max_request_size", 1_000_000) * 0.9)
+
+    async def send(self, envelope: Envelope[Any], error: BaseException) -> None:
+        value = envelope.value
+        raw: dict[str, Any] = {}
+        if isinstance(value, Undecodable):
+            raw = {"raw_key": value.raw_key, "raw_value": value.raw_value}
+            value = None
+        letter = DeadLetter.from_error(
+            error,
+            event=value,
+            model=self.model.name,
+            version=self.model.version,
+            key=envelope.key,
+            topic=envelope.handle.message.topic,
+            partition=envelope.partition,
+            offset=envelope.offset,
+            **raw,
+        )
+        payload = letter.as_dict()
+        size = _encoded_size(payload)
+        if size > self._limit:
+            letter = letter.shrunk(size)
+            payload = letter.as_dict()
+        await self._produce(letter.key, payload)
+        # One line per dead letter: they are rare by design, and each one is a
+        # question someone will ask ("where did event X go?").
+        logger.warning(
+            "model %r: event at %s[%s]@%s dead-lettered to %s after %d attempt(s): %s: %s%s",
+            self.model.name,
+            letter.topic,
+            letter.partition,
+            letter.offset,
+            self.topic.get_topic_name(),
+            letter.attempts,
+            letter.error_class,
+            letter.error[:500],
+            f" (letter cut down from {size} bytes)" if letter.truncated else "",
+        )
+
+    async def _produce(self, key: Any, payload: dict[str, Any]) -> None:
+        delay, failures = 0.5, 0
+        while True:
+            try:
+                if not self._declared:
+                    # Created like Faust creates an agent's own topics, so dead
+                    # letters do not depend on the broker auto-creating topics;
+                    # once: Faust 0.15 does not cache maybe_declare().
+                    await self.topic.maybe_declare()
+                    self._declared = True
+                await self.topic.send(key=key, value=payload)
+                if failures:
+                    logger.warning(
+                        "dead-letter topic %s: sent after %d failed attempt(s)",
+                        self.topic.get_topic_name(),
+                        failures,
+                    )
+                return
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    logger.error(
+                        "dead-letter topic %s: could not send (%s: %s); the event stays "
+                        "unacknowledged and the letter is retried every %gs at most",
+                        self.topic.get_topic_name(),
+                        type(exc).__name__,
+                        str(exc)[:300],
+                        _MAX_DLQ_BACKOFF,
+                    )
+                if failures == 1 and _is_encoding_problem(exc):
+                    # Not the broker's fault: send what can be sent.
+                    payload = {**payload, "event": repr(payload.get("event"))[:10_000]}
+                    continue
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_DLQ_BACKOFF)
+
+
+_MAX_DLQ_BACKOFF = 10.0
+
+
+def _encoded_size(payload: dict[str, Any]) -> int:
+    try:
+        return len(orjson.dumps(payload, default=repr))
+    except TypeError:
+        return len(repr(payload))
+
+
+def _is_encoding_problem(exc: BaseException) -> bool:
+    return isinstance(exc, TypeError | ValueError) and not type(exc).__module__.startswith(
+        ("aiokafka", "kafka")
     )
 
 

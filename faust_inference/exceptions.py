@@ -9,14 +9,19 @@ at the transport boundary (:mod:`faust_inference.providers.transport`)::
     ├── ConfigurationError            bad registration; raised at start-up
     ├── ModelNotFound                 no model registered under that name
     ├── InvalidInput                  this event cannot be sent (names the field)
+    │   └── UndecodableEvent          the Kafka record cannot be deserialized
     ├── ProviderError(.retryable)     the call to the model server failed
     │   ├── TransportError            no answer: connect error, reset  (retryable)
-    │   │   └── InferenceTimeout      no answer in time                (retryable)
+    │   │   ├── InferenceTimeout      no answer in time                (retryable)
+    │   │   └── EndpointNotReady      up, but not ready to serve yet   (retryable)
     │   ├── RemoteError(.status)      the server answered with an error status
     │   │   ├── RateLimited           429, with .retry_after           (retryable)
     │   │   ├── ServerError           5xx                              (retryable)
+    │   │   │   └── ModelUnavailable  404 for the model during the run (retryable)
     │   │   └── ClientError           other 4xx: the request is wrong
     │   ├── ResponseDecodeError       2xx, but the body is not what the protocol says
+    │   │   ├── ResponseTooLarge      the body passed max_response_bytes
+    │   │   └── InvalidOutput         the answer fails the model's output_type (retryable)
     │   └── CircuitOpen               not sent: the endpoint's circuit breaker is open
     └── RetriesExhausted              the last retryable error, after every attempt
 
@@ -30,17 +35,22 @@ __all__ = [
     "CircuitOpen",
     "ClientError",
     "ConfigurationError",
+    "EndpointNotReady",
     "InferenceError",
     "InferenceTimeout",
     "InvalidInput",
+    "InvalidOutput",
     "ModelNotFound",
+    "ModelUnavailable",
     "ProviderError",
     "RateLimited",
     "RemoteError",
     "ResponseDecodeError",
+    "ResponseTooLarge",
     "RetriesExhausted",
     "ServerError",
     "TransportError",
+    "UndecodableEvent",
 ]
 
 
@@ -83,6 +93,29 @@ class InvalidInput(InferenceError, ValueError):
         self.problem = problem
 
 
+class UndecodableEvent(InvalidInput):
+    """A Kafka record whose key or value cannot be deserialized into the agent's types.
+
+    It goes to the dead-letter topic with its raw bytes (base64), its topic,
+    partition and offset, and this error; the stream goes on.
+
+    Example:
+        >>> str(UndecodableEvent("value", "orders", 3, 120, "Expecting value: line 1"))
+        "value: the record at orders[3]@120 cannot be decoded (Expecting value: line 1); ..."
+    """
+
+    def __init__(self, part: str, topic: str, partition: int, offset: int, cause: str) -> None:
+        super().__init__(
+            part,
+            f"the record at {topic}[{partition}]@{offset} cannot be decoded ({cause}); "
+            "its raw bytes are in the dead letter: fix the producer or the topic's "
+            f"{part}_type / {part}_serializer, then replay them",
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
 class ProviderError(InferenceError):
     """A call to a model server failed.
 
@@ -101,6 +134,15 @@ class TransportError(ProviderError):
 
 class InferenceTimeout(TransportError):
     """The server did not answer within the model's ``timeout``."""
+
+
+class EndpointNotReady(TransportError):
+    """The server answers, but is not ready to serve the model yet (starting, loading it).
+
+    Raised by a provider's readiness check (``await provider.ready()``) for a
+    5xx, a 429 or a model that is known but still loading: worth waiting for,
+    unlike :class:`ModelNotFound`.
+    """
 
 
 class RemoteError(ProviderError):
@@ -135,6 +177,18 @@ class ServerError(RemoteError):
     default_status = 500
 
 
+class ModelUnavailable(ServerError):
+    """The server answered 404 for a model that was there at start-up.
+
+    During the run this means the model was unloaded or is being
+    redeployed: an outage of the endpoint (retried, counted by the circuit
+    breaker), not a fault of the event. A model missing at start-up is a
+    :class:`ModelNotFound` from the readiness check instead.
+    """
+
+    default_status = 404
+
+
 class ClientError(RemoteError):
     """The server rejected the request (HTTP 4xx other than 429).
 
@@ -145,6 +199,25 @@ class ClientError(RemoteError):
 
 class ResponseDecodeError(ProviderError):
     """A success status with a body that does not follow the protocol."""
+
+
+class ResponseTooLarge(ResponseDecodeError):
+    """The answer's body grew past the model's ``max_response_bytes``; reading stopped.
+
+    Not retried: the same request would get the same answer. Raise the
+    setting, or ask for less (smaller batches, fewer outputs).
+    """
+
+
+class InvalidOutput(ResponseDecodeError):
+    """The model answered, but not in the shape of the model's ``output_type``.
+
+    Retryable: a language model asked again often answers correctly, so the
+    model's ``retries=`` ask again; when they are exhausted the event is
+    dead-lettered with the validation error (never with credentials).
+    """
+
+    retryable = True
 
 
 class CircuitOpen(ProviderError):

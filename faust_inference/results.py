@@ -8,8 +8,10 @@ pydantic models: one is made per event on the hot path.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from faust_inference.exceptions import InferenceError, RetriesExhausted
@@ -90,6 +92,11 @@ class DeadLetter:
         model: the model that was asked.
         version: its version.
         failed_at: Unix time of the failure.
+        raw_key: the record's key bytes, base64, when the record could not be
+            decoded (then ``event`` is None).
+        raw_value: the record's value bytes, base64, likewise.
+        truncated: the letter was too big for the producer: ``event`` (or
+            ``raw_value``) was replaced by its size and a BLAKE2b digest.
     """
 
     event: Any
@@ -104,6 +111,9 @@ class DeadLetter:
     partition: int | None = None
     offset: int | None = None
     failed_at: float = field(default_factory=time.time)
+    raw_key: str | None = None
+    raw_value: str | None = None
+    truncated: bool = False
 
     @classmethod
     def from_error(
@@ -129,15 +139,44 @@ class DeadLetter:
             **where,
         )
 
+    @staticmethod
+    def encode_raw(data: bytes | None) -> str | None:
+        """Base64 of a record's raw key or value, as dead letters carry them."""
+        return None if data is None else base64.b64encode(data).decode("ascii")
+
+    def shrunk(self, size: int) -> DeadLetter:
+        """This letter with the event replaced by its size and digest (see ``truncated``).
+
+        Used when the letter is too big for the producer: what happened, to
+        which record, is kept; the bulk is not. ``size`` is the encoded
+        letter's size in bytes.
+        """
+        bulk = self.raw_value if self.raw_value is not None else repr(self.as_dict()["event"])
+        digest = hashlib.blake2b(bulk.encode("utf-8", "replace"), digest_size=16).hexdigest()
+        summary = {"dead_letter_bytes": size, "blake2b_128": digest}
+        return replace(
+            self,
+            event=summary if self.raw_value is None else None,
+            raw_value=None,
+            raw_key=self.raw_key if self.raw_key is None or len(self.raw_key) < 4096 else None,
+            error=self.error[:4000],
+            key=self.key if not isinstance(self.key, bytes | str) or len(self.key) < 4096 else None,
+            truncated=True,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready mapping, with the event converted if it is a Faust record."""
         event = self.event
         to_repr = getattr(event, "asdict", None) or getattr(event, "to_representation", None)
         if callable(to_repr):
             event = to_repr()
+        key = self.key
+        if isinstance(key, bytes):
+            # A key that is not UTF-8 must not make the letter itself fail.
+            key = key.decode("utf-8", "backslashreplace")
         return {
             "event": event,
-            "key": self.key.decode() if isinstance(self.key, bytes) else self.key,
+            "key": key,
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
@@ -148,4 +187,7 @@ class DeadLetter:
             "model": self.model,
             "version": self.version,
             "failed_at": self.failed_at,
+            "raw_key": self.raw_key,
+            "raw_value": self.raw_value,
+            "truncated": self.truncated,
         }

@@ -49,6 +49,9 @@ class Envelope(Generic[H]):
         key: the event key, copied into the result.
         partition: the source partition, copied into the result.
         offset: the source offset, copied into the result.
+        error: why this event failed before it reached the pipeline (its
+            record could not be decoded, say): it is handed out, or
+            dead-lettered, in its place in the lane, like any failed event.
     """
 
     value: Any
@@ -57,6 +60,7 @@ class Envelope(Generic[H]):
     key: Any = None
     partition: int | None = None
     offset: int | None = None
+    error: BaseException | None = None
 
 
 class _Entry:
@@ -141,6 +145,23 @@ class StreamInference(Generic[H]):
         """Whether the agent holds a result right now (between two iterations)."""
         return self._current is not None
 
+    @property
+    def open(self) -> int:
+        """Events taken from the source and not acknowledged yet."""
+        return self._open
+
+    def oldest_open(self, lane: Hashable) -> int | None:
+        """Offset of the oldest event of ``lane`` not acknowledged yet, if any.
+
+        Nothing at or after it may be committed: the commit guard asks this.
+        """
+        open_in_lane = self._unacked.get(lane)
+        return open_in_lane[0].envelope.offset if open_in_lane else None
+
+    def open_handles(self) -> list[H]:
+        """Handles of every event not acknowledged yet, oldest first per lane."""
+        return [entry.envelope.handle for lane in self._unacked.values() for entry in lane]
+
     async def reject_current(self, error: BaseException) -> bool:
         """The agent failed while handling the last result: dead-letter that event.
 
@@ -174,9 +195,11 @@ class StreamInference(Generic[H]):
         try:
             while True:
                 if not ready:
-                    if self._source_error is not None:
-                        raise self._source_error
+                    # A broken source ends the iteration only once every event
+                    # already read is finished: none is left unacknowledged.
                     if self._source_done and not self._open:
+                        if self._source_error is not None:
+                            raise self._source_error
                         return
                     wakeup.clear()
                     await wakeup.wait()
@@ -208,10 +231,12 @@ class StreamInference(Generic[H]):
                 entry = _Entry(envelope, now())
                 self._open += 1
                 lane = envelope.lane
+                self._unacked.setdefault(lane, deque()).append(entry)
                 if self._ordered:
                     self._waiting.setdefault(lane, deque()).append(entry)
-                else:
-                    self._unacked.setdefault(lane, deque()).append(entry)
+                if envelope.error is not None:
+                    self._finish(entry, envelope.error)
+                    continue
                 try:
                     value = envelope.value if prepare is None else prepare(envelope.value)
                 except InferenceError as exc:
@@ -258,6 +283,7 @@ class StreamInference(Generic[H]):
     async def _handled(self, entry: _Entry) -> None:
         if self._ordered:
             # Handed out in lane order, so it is the oldest unacknowledged one.
+            self._unacked[entry.envelope.lane].popleft()
             await self._release(entry)
             return
         entry.handled = True

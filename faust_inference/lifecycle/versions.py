@@ -1,0 +1,142 @@
+"""Several versions of one model, each with its own runner and, where given, its own limits.
+
+A version inherits every setting of the model it is added to and overrides
+only what it is given: another ``endpoint``, another remote ``version``,
+other limits (``max_concurrency``, ``timeout``, ``rate_limit`` ...). Each
+version has its own :class:`~faust_inference.core.runner.InferenceRunner`, so
+its in-flight cap, retries and circuit breaker are its own, and a slow
+version cannot take another's slots.
+
+Example::
+
+    fraud = app.model("fraud", provider="kserve", endpoint="http://a:8080", version="v1")
+    versions = ModelVersions(fraud, app.inference)
+    versions.add("v2", endpoint="http://b:8080", max_concurrency=4)
+    versions.names                    # ('v1', 'v2'); 'v1', the first, is the default
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from faust_inference.config import ModelSettings
+from faust_inference.core.runner import InferenceRunner
+from faust_inference.exceptions import ConfigurationError
+from faust_inference.lifecycle.routing import _NAME_RE
+
+__all__ = ["ModelVersions", "label", "version_settings"]
+
+_NOT_PER_VERSION = frozenset({"name", "fallback", "cache", "connection"})
+
+
+def label(settings: ModelSettings) -> str:
+    """The version name of a registration: its ``version``, or ``"default"`` without one."""
+    return settings.version or "default"
+
+
+def version_settings(base: ModelSettings, version: str, overrides: dict[str, Any]) -> ModelSettings:
+    """The settings of ``version``: ``base`` with ``overrides`` applied, validated.
+
+    Provider options (any keyword that is not a setting) are merged into the
+    model's options. A version's remote ``version`` defaults to its name.
+
+    Raises:
+        ConfigurationError: an invalid setting, naming the version and the field.
+    """
+    if not _NAME_RE.match(version):
+        raise ConfigurationError(
+            f"model {base.name!r}: {version!r} is not a usable version name: "
+            "use letters, digits, '.', '_' or '-'"
+        )
+    fields = set(ModelSettings.model_fields)
+    bad = sorted(set(overrides) & _NOT_PER_VERSION)
+    if bad:
+        raise ConfigurationError(
+            f"model {base.name!r}, version {version!r}: {', '.join(bad)} cannot differ "
+            "per version; set it on the model"
+        )
+    settings = {k: v for k, v in overrides.items() if k in fields and k != "options"}
+    options = {
+        **base.options,
+        **overrides.get("options", {}),
+        **{k: v for k, v in overrides.items() if k not in fields},
+    }
+    data = base.model_dump(exclude_unset=True)
+    data.update({"version": version, **settings, "options": options})
+    if base.api_key is not None and "api_key" not in overrides:
+        data["api_key"] = base.api_key
+    try:
+        return ModelSettings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"model {base.name!r}, version {version!r}: {problems}") from None
+
+
+class ModelVersions:
+    """The versions of one registered model, in the order they were added.
+
+    Args:
+        model: the registered model (a :class:`~faust_inference.RemoteModel`);
+            its own registration is the first version, and the default.
+        registry: the model registry, whose connections, hooks and breakers
+            the versions share.
+    """
+
+    def __init__(self, model: Any, registry: Any) -> None:
+        self.model = model
+        self.registry = registry
+        base = label(model.settings)
+        self.default = base
+        """The version answering when the control topic has no record of this model."""
+        self.runners: dict[str, InferenceRunner] = {base: model.runner}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every version, the default first."""
+        return tuple(self.runners)
+
+    def add(self, version: str, **overrides: Any) -> InferenceRunner:
+        """Add ``version``; settings not given are the model's.
+
+        Raises:
+            ConfigurationError: the version exists, or a setting is invalid.
+        """
+        if version in self.runners:
+            raise ConfigurationError(f"model {self.model.name!r} already has a version {version!r}")
+        from faust_inference.providers.base import create_provider
+
+        settings = version_settings(self.model.settings, version, overrides)
+        registry = self.registry
+        runner = InferenceRunner(
+            create_provider(settings, registry.transports),
+            settings,
+            fallback=registry.runner,
+            hooks=registry.hooks,
+            breaker=registry.breakers.get(settings),
+        )
+        self.runners[version] = runner
+        return runner
+
+    def runner(self, version: str) -> InferenceRunner:
+        """The runner of ``version``.
+
+        Raises:
+            ConfigurationError: no such version (the message lists them).
+        """
+        try:
+            return self.runners[version]
+        except KeyError:
+            raise ConfigurationError(
+                f"model {self.model.name!r} has no version {version!r}; "
+                f"registered: {', '.join(self.runners)} (add one with .add_version())"
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the runners of the added versions (the model closes its own)."""
+        for runner in self.runners.values():
+            if runner is not self.model.runner:
+                await runner.aclose()

@@ -34,6 +34,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="TCP port, 0 = pick a free one")
     p.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     p.add_argument("--jitter", type=float, default=0.0, help="extra random seconds, at most")
+    p.add_argument("--slow-rate", type=float, default=0.0, help="fraction of slow answers")
+    p.add_argument("--slow-latency", type=float, default=0.0, help="seconds of a slow answer")
     p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500")
     p.add_argument("--seed", type=int, default=0, help="seed of the error/jitter RNGs")
     p.add_argument("--rate-limit-rps", type=float, default=None, help="429 above this rate")
@@ -58,6 +60,8 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
     """Serve until a signal or ``--max-seconds``; return the final stats dict."""
     config = EndpointConfig(
         latency=args.latency,
+        slow_rate=args.slow_rate,
+        slow_latency=args.slow_latency,
         jitter=args.jitter,
         error_rate=args.error_rate,
         seed=args.seed,

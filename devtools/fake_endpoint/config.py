@@ -109,6 +109,9 @@ class EndpointConfig:
 
     Attributes:
         latency: Seconds slept before every answer (not before rate-limit 429s).
+        slow_rate: Probability in [0, 1] that an answer takes ``slow_latency``
+            instead (seeded like ``error_rate``): one slow replica of a pool.
+        slow_latency: Seconds such a slow answer takes.
         jitter: Up to this many extra seconds, drawn per request from a seeded RNG.
         error_rate: Probability in [0, 1] that a request is answered 500; drawn
             from an RNG seeded with ``seed`` so failures repeat run to run.
@@ -125,6 +128,8 @@ class EndpointConfig:
     """
 
     latency: float = 0.0
+    slow_rate: float = 0.0
+    slow_latency: float = 0.0
     jitter: float = 0.0
     error_rate: float = 0.0
     seed: int = 0
@@ -144,6 +149,8 @@ class EndpointConfig:
             "latency >= 0": self.latency >= 0,
             "jitter >= 0": self.jitter >= 0,
             "0 <= error_rate <= 1": 0.0 <= self.error_rate <= 1.0,
+            "0 <= slow_rate <= 1": 0.0 <= self.slow_rate <= 1.0,
+            "slow_latency >= 0": self.slow_latency >= 0,
             "rate_limit_rps > 0": self.rate_limit_rps is None or self.rate_limit_rps > 0,
             "rate_limit_burst >= 1": self.rate_limit_burst is None or self.rate_limit_burst >= 1,
             "retry_after >= 0": self.retry_after >= 0,

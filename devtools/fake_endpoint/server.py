@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import random
 import socket
@@ -123,6 +124,7 @@ class FakeEndpoint:
         if old is None or old.seed != new.seed:
             self._error_rng = random.Random(new.seed)
             self._jitter_rng = random.Random(new.seed + 1)
+            self._slow_rng = random.Random(new.seed + 2)
         if old is None or (old.rate_limit_rps, old.rate_limit_burst) != (
             new.rate_limit_rps,
             new.rate_limit_burst,
@@ -309,6 +311,9 @@ class FakeEndpoint:
                 await asyncio.wait_for(self._closing.wait(), cfg.stall_max)
             return _abort(request)
         delay = cfg.latency + (self._jitter_rng.uniform(0.0, cfg.jitter) if cfg.jitter else 0.0)
+        if cfg.slow_rate and self._slow_rng.random() < cfg.slow_rate:
+            counters.faults["slow"] += 1
+            delay = cfg.slow_latency
         if delay > 0:
             await asyncio.sleep(delay)
         if fault is None and cfg.error_rate > 0 and self._error_rng.random() < cfg.error_rate:
@@ -324,16 +329,32 @@ class FakeEndpoint:
         if handler is None:  # /echo
             ctype = request.headers.get("Content-Type", _JSON)
             return web.Response(body=body, headers={"Content-Type": ctype})
+        if "gzip" in request.headers.get("Content-Encoding", ""):  # as MLServer and Triton
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError) as exc:
+                return _error(family, 400, f"request body is not gzip: {exc}")
+        binary_out = False
+        header_length = request.headers.get("Inference-Header-Content-Length")
         try:
-            payload = orjson.loads(body) if request.method == "POST" else None
+            if header_length is not None and family == "oip":
+                payload, binary_out = protocols.oip_binary_request(body, header_length)
+            else:
+                payload = orjson.loads(body) if request.method == "POST" else None
         except orjson.JSONDecodeError as exc:
             return _error(family, 400, f"request body is not valid JSON: {exc}")
+        except protocols.BadRequestError as exc:
+            return _error(family, 400, str(exc))
         try:
             reply = handler(request, payload)
         except protocols.BadRequestError as exc:
             counters.rows += exc.rows
             return _error(family, 400, str(exc))
         counters.rows += reply.rows
+        if binary_out:
+            data, split = protocols.oip_binary_reply(reply.payload)
+            headers = {"Inference-Header-Content-Length": str(split)}
+            return web.Response(body=data, headers=headers, content_type="application/octet-stream")
         return _json(reply.payload)
 
     async def _handle_stats(self, request: web.Request) -> web.Response:

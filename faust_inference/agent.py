@@ -33,6 +33,7 @@ from faust_inference.app import RemoteModel
 from faust_inference.cache import require_same_partitions
 from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.exceptions import ConfigurationError
+from faust_inference.lifecycle.plane import stream_router
 from faust_inference.results import DeadLetter
 from faust_inference.stream_guard import (
     CommitGuard,
@@ -238,6 +239,7 @@ def _stream_inference(
         ordered=ordered,
         max_pending=max_pending,
         cache=cache,
+        route=stream_router(app, model),
     )
     guard = CommitGuard.install(app.consumer)
     if guard is not None:
@@ -274,7 +276,7 @@ class _DeadLetterSender:
             error,
             event=value,
             model=self.model.name,
-            version=self.model.version,
+            version=self.model.settings.version,
             key=envelope.key,
             topic=envelope.handle.message.topic,
             partition=envelope.partition,

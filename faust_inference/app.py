@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from faust_inference.config import ModelSettings
 from faust_inference.connections import ConnectionStore
@@ -23,6 +23,9 @@ from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError, ModelNotFound
 from faust_inference.providers.base import create_provider
 from faust_inference.providers.transport import TransportPool
+
+if TYPE_CHECKING:
+    from faust_inference.lifecycle.versions import ModelVersions
 
 __all__ = ["ModelRegistry", "RemoteModel", "install"]
 
@@ -50,12 +53,18 @@ class RemoteModel:
     """
 
     def __init__(
-        self, settings: ModelSettings, runner: InferenceRunner, cache: ResultCache | None = None
+        self,
+        settings: ModelSettings,
+        runner: InferenceRunner,
+        cache: ResultCache | None = None,
+        registry: ModelRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
         self.cache = cache
+        self.registry = registry
         self._preprocess: Callable[[Any], Any] | None = None
+        self._versions: ModelVersions | None = None
 
     @property
     def name(self) -> str:
@@ -63,9 +72,35 @@ class RemoteModel:
         return self.settings.name
 
     @property
-    def version(self) -> str | None:
-        """The registered version."""
-        return self.settings.version
+    def versions(self) -> ModelVersions:
+        """This model's versions: its own registration first (the default), then added ones."""
+        if self._versions is None:
+            from faust_inference.lifecycle.versions import ModelVersions
+
+            self._versions = ModelVersions(self, self.registry)
+        return self._versions
+
+    def add_version(self, version: str, **overrides: Any) -> RemoteModel:
+        """Add a version with its own endpoint, remote version or limits; returns this model.
+
+        Settings not given are the model's. Which version answers each event
+        is decided at run time by the routing state (``faust inference
+        switch``, ``split``, ``rollout``), shared by every worker; see
+        ``docs/lifecycle.md``.
+
+        Example:
+            >>> fraud.add_version("v2", endpoint="http://b:8080")  # doctest: +SKIP
+        """
+        self.versions.add(version, **overrides)
+        return self
+
+    def version(self, name: str) -> RemoteModel:
+        """This model pinned to version ``name``, bypassing the routing state.
+
+        Example:
+            >>> await fraud.version("v2").predict([0.1] * 10)  # doctest: +SKIP
+        """
+        return self.versions.pinned(name)
 
     def preprocess(self, fun: F) -> F:
         """Register the function that turns an event into this model's input.
@@ -107,6 +142,8 @@ class RemoteModel:
     async def aclose(self) -> None:
         """Stop this model's calls and release its provider (done at worker shutdown)."""
         await self.runner.aclose()
+        if self._versions is not None:
+            await self._versions.aclose()
 
     def __repr__(self) -> str:
         s = self.settings
@@ -196,7 +233,7 @@ class ModelRegistry:
                 from faust_inference.cache import table_cache
 
                 cache = table_cache(self.app, runner, settings.cache)
-        model = self.models[name] = RemoteModel(settings, runner, cache)
+        model = self.models[name] = RemoteModel(settings, runner, cache, registry=self)
         return model
 
     def __getitem__(self, name: str) -> RemoteModel:

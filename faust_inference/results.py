@@ -44,7 +44,11 @@ class InferenceResult(Generic[E]):
         output: the model's output for this event (one row of the batch).
         model: name of the model that produced :attr:`output` (the fallback's
             name when :attr:`fallback` is true).
-        version: that model's version, if registered with one.
+        version: that model's version, if registered with one: the version
+            that answered when the model has several.
+        variant: which arm of the routing the event took (``default``,
+            ``control``/``treatment`` in a split, ``stable``/``canary`` in a
+            rollout, ``pinned``); None when the model has a single version.
         latency_s: time from the request being sent to its answer, in seconds.
         attempts: calls made, 1 when the first one succeeded.
         fallback: whether the output came from a fallback model or default output.
@@ -70,6 +74,7 @@ class InferenceResult(Generic[E]):
     offset: int | None = None
     usage: Usage | None = None
     error: BaseException | None = None
+    variant: str | None = None
 
     @property
     def ok(self) -> bool:

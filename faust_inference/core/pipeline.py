@@ -64,7 +64,7 @@ class Envelope(Generic[H]):
 
 
 class _Entry:
-    __slots__ = ("done", "envelope", "error", "future", "handled", "read_at")
+    __slots__ = ("done", "envelope", "error", "future", "handled", "read_at", "variant", "version")
 
     def __init__(self, envelope: Envelope[Any], read_at: float) -> None:
         self.envelope = envelope
@@ -73,6 +73,8 @@ class _Entry:
         self.error: BaseException | None = None
         self.done = False
         self.handled = False
+        self.version: str | None = None
+        self.variant: str | None = None
 
 
 class StreamInference(Generic[H]):
@@ -98,6 +100,9 @@ class StreamInference(Generic[H]):
             reading pauses at this bound, which is the backpressure on Kafka.
         cache: answers known inputs and records new results; events are
             submitted through it with their partition.
+        route: submits one event's model input to the version that answers
+            it and returns (future, version, variant); replaces the runner
+            and the cache when given (see :mod:`faust_inference.lifecycle`).
     """
 
     def __init__(
@@ -111,11 +116,16 @@ class StreamInference(Generic[H]):
         ordered: bool = True,
         max_pending: int = 256,
         cache: ResultCache | None = None,
+        route: Callable[
+            [Envelope[H], Any], tuple[asyncio.Future[Outcome], str | None, str | None]
+        ]
+        | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
         self._runner = runner
         self._cache = cache
+        self._route = route
         self._hooks = runner.hooks
         self._source = source
         self._ack = ack
@@ -251,7 +261,9 @@ class StreamInference(Generic[H]):
                     continue
                 # Outside the try: a closed runner (the worker is stopping) is
                 # not the event's fault and must not dead-letter it.
-                if cache is None:
+                if self._route is not None:
+                    future, entry.version, entry.variant = self._route(envelope, value)
+                elif cache is None:
                     future = runner.submit(value)
                 else:
                     future = cache.submit(value, envelope.partition)
@@ -307,7 +319,8 @@ class StreamInference(Generic[H]):
                 event=env.value,
                 output=None,
                 model=self._runner.name,
-                version=self._runner.settings.version,
+                version=entry.version or self._runner.settings.version,
+                variant=entry.variant,
                 attempts=getattr(entry.error, "attempts", 0),
                 key=env.key,
                 partition=env.partition,
@@ -321,6 +334,7 @@ class StreamInference(Generic[H]):
             output=o.output,
             model=o.model,
             version=o.version,
+            variant=entry.variant,
             latency_s=o.latency_s,
             attempts=o.attempts,
             fallback=o.fallback,

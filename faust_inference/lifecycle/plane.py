@@ -28,22 +28,24 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
-from faust_inference.core.runner import InferenceRunner
+from faust_inference.core.runner import InferenceRunner, Outcome
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.lifecycle import rollout as rollouts
 from faust_inference.lifecycle.control import CONTROL_TABLE, STATS_TABLE, ControlClient
-from faust_inference.lifecycle.routing import Assigner, Change, RoutingState, Variant
+from faust_inference.lifecycle.routing import Assigner, Change, RoutingState, Variant, key_bytes
 from faust_inference.lifecycle.shadow import Agreement, ShadowTraffic
 from faust_inference.lifecycle.stats import Figures, VersionStatsObserver
 from faust_inference.lifecycle.versions import ModelVersions
 
-__all__ = ["Lifecycle", "lifecycle"]
+__all__ = ["Lifecycle", "lifecycle", "stream_router"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +70,68 @@ def lifecycle(app: Any, *, shadow_in_flight: int = 32) -> Lifecycle:
         raise ConfigurationError("call faust_inference.install(app) before lifecycle(app)")
     plane = Lifecycle(app, registry, shadow_in_flight=shadow_in_flight)
     app.inference_lifecycle = plane
+    from faust_inference.lifecycle.cli import allow_options
+
+    allow_options()
     return plane
+
+
+Route = Callable[[Any, Any], tuple["asyncio.Future[Outcome]", str | None, str | None]]
+
+
+def stream_router(app: Any, model: Any) -> Route | None:
+    """How ``infer()`` submits each event of ``model``: to the version routing picks.
+
+    None when the app has no lifecycle (the model's own runner answers
+    everything, as before). Besides choosing the version, the route copies
+    sampled events to the shadow version and records predictions for live
+    evaluation; neither is awaited.
+    """
+    pinned = getattr(model, "pinned_version", None)
+    if pinned is not None:
+        runner = model.runner
+
+        def route_pinned(envelope: Any, value: Any) -> tuple[Any, str | None, str | None]:
+            return runner.submit(value), pinned, "pinned"
+
+        return route_pinned
+    plane = getattr(app, "inference_lifecycle", None)
+    if not isinstance(plane, Lifecycle):
+        return None
+    name, cache, own, task = model.name, model.cache, model.runner, model.settings.task
+    shadow = plane.shadow
+
+    def route(envelope: Any, value: Any) -> tuple[Any, str | None, str | None]:
+        key = key_bytes(envelope.key)
+        position = key
+        if key is None and envelope.offset is not None:
+            # Documented fallback: no key, so assign by position, stable on replay.
+            position = f"{envelope.lane}@{envelope.offset}".encode()
+        version, variant, runner = plane.route(name, position)
+        if runner is own and cache is not None:
+            future = cache.submit(value, envelope.partition)
+        else:
+            future = runner.submit(value)
+        copy_to = plane.shadow_of(name, position)
+        if copy_to is not None and copy_to is not runner:
+            shadow.copy(copy_to, version, value, future, task)
+        evaluation = plane.evaluations.get(name)
+        if evaluation is not None and key is not None:
+
+            def record(f: asyncio.Future[Outcome], key: bytes = key) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    evaluation.predicted(key, version, f.result().output)
+
+            future.add_done_callback(record)
+        return future, version, variant
+
+    return route
 
 
 class Lifecycle:
     """Versions and routing of every model of one app, in one worker.
 
     Attributes:
-        versions: model name -> its versions.
         observer: request figures per version (a hooks observer).
         shadow: shadow copies and their agreement.
         applied: model name -> (revision, seconds from the change to this
@@ -85,7 +141,6 @@ class Lifecycle:
     def __init__(self, app: Any, registry: Any, *, shadow_in_flight: int = 32) -> None:
         self.app = app
         self.registry = registry
-        self.versions: dict[str, ModelVersions] = {}
         self.observer = VersionStatsObserver()
         registry.hooks.add(self.observer)
         self.shadow = ShadowTraffic(shadow_in_flight)
@@ -119,8 +174,6 @@ class Lifecycle:
         app.timer(PUBLISH_INTERVAL, on_leader=True)(self._judge_rollouts)
 
         async def close(sender: Any, **kwargs: Any) -> None:
-            for v in self.versions.values():
-                await v.aclose()
             if self._client is not None:
                 await self._client.aclose()
 
@@ -132,10 +185,8 @@ class Lifecycle:
     def model_versions(self, model: Any) -> ModelVersions:
         """The versions of ``model`` (a RemoteModel or its name)."""
         m = self.registry[model] if isinstance(model, str) else model
-        found = self.versions.get(m.name)
-        if found is None:
-            found = self.versions[m.name] = ModelVersions(m, self.registry)
-        return found
+        versions: ModelVersions = m.versions
+        return versions
 
     def add_version(self, model: Any, version: str, **overrides: Any) -> InferenceRunner:
         """Add a version to ``model``; settings not given are inherited from the model."""
@@ -151,7 +202,7 @@ class Lifecycle:
         """The version, arm and runner for an event with ``key`` (see :func:`key_bytes`)."""
         assigner = self._assigner(model)
         version, variant = assigner.assign(key)
-        versions = self.versions[model]
+        versions = self.model_versions(model)
         runner = versions.runners.get(version)
         if runner is None:  # a version this worker's code does not register
             return versions.default, "default", versions.runners[versions.default]
@@ -163,7 +214,7 @@ class Lifecycle:
         if not state.wants_shadow(key):
             return None
         assert state.shadow is not None
-        return self.versions[model].runners.get(state.shadow)
+        return self.model_versions(model).runners.get(state.shadow)
 
     def _assigner(self, model: str) -> Assigner:
         assigner = self._assigners.get(model)
@@ -196,7 +247,7 @@ class Lifecycle:
 
     def refresh(self) -> None:
         """Recompile every model whose record changed (run by the watch timer)."""
-        for model in list(self.versions):
+        for model in list(self.registry.models):
             raw = self.control.get(model)
             cached = self._assigners.get(model)
             if cached is None or (raw is not None and raw.get("revision") != cached.state.revision):
@@ -237,8 +288,8 @@ class Lifecycle:
                 before, then = self._last_counts.get((m, v), (0, now))
                 rate[v] = (f.requests - before) / (now - then) if now > then else 0.0
                 self._last_counts[(m, v)] = (f.requests, now)
-        versions = self.versions.get(model)
-        in_flight = {v: r.in_flight for v, r in versions.runners.items()} if versions else {}
+        runners = self.model_versions(model).runners
+        in_flight = {v: r.in_flight for v, r in runners.items()}
         return {
             "worker": self.worker_id,
             "at": now,
@@ -257,7 +308,7 @@ class Lifecycle:
         }
 
     async def _publish(self) -> None:
-        for model in list(self.versions):
+        for model in list(self.registry.models):
             try:
                 await self.client.put(
                     self.client.stats_topic, f"{model}|{self.worker_id}", self.snapshot(model)
@@ -275,7 +326,7 @@ class Lifecycle:
     # -- rollouts (leader only) ----------------------------------------------------
 
     async def _judge_rollouts(self) -> None:
-        for model in list(self.versions):
+        for model in list(self.registry.models):
             state = self.state(model)
             r = state.rollout
             if r is None or r.status != "running":

@@ -21,12 +21,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from faust_inference.app import RemoteModel
 from faust_inference.config import ModelSettings
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.lifecycle.routing import _NAME_RE
 
-__all__ = ["ModelVersions", "label", "version_settings"]
+__all__ = ["ModelVersions", "PinnedVersion", "label", "version_settings"]
 
 _NOT_PER_VERSION = frozenset({"name", "fallback", "cache", "connection"})
 
@@ -87,6 +88,11 @@ class ModelVersions:
     """
 
     def __init__(self, model: Any, registry: Any) -> None:
+        if registry is None:
+            raise ConfigurationError(
+                f"model {model.name!r} was not registered with app.model() or "
+                "ModelRegistry.register(): it cannot have versions"
+            )
         self.model = model
         self.registry = registry
         base = label(model.settings)
@@ -119,7 +125,17 @@ class ModelVersions:
             breaker=registry.breakers.get(settings),
         )
         self.runners[version] = runner
+        if registry.app is not None:
+            # Routing needs the control table, declared before the worker starts.
+            from faust_inference.lifecycle.plane import lifecycle
+
+            lifecycle(registry.app)
         return runner
+
+    def pinned(self, version: str) -> PinnedVersion:
+        """The model pinned to ``version`` (see :meth:`RemoteModel.version`)."""
+        runner = self.runner(version)
+        return PinnedVersion(self.model, version, runner)
 
     def runner(self, version: str) -> InferenceRunner:
         """The runner of ``version``.
@@ -140,3 +156,37 @@ class ModelVersions:
         for runner in self.runners.values():
             if runner is not self.model.runner:
                 await runner.aclose()
+
+
+class PinnedVersion(RemoteModel):
+    """A model pinned to one of its versions: routing does not apply to it.
+
+    Shares the model's preprocessor; its results say ``variant="pinned"``.
+    A pinned version reads no result cache (the cache belongs to the model's
+    own registration).
+
+    Example:
+        >>> v2 = fraud.version("v2")                       # doctest: +SKIP
+        >>> await v2.predict([0.1] * 10)                   # doctest: +SKIP
+    """
+
+    def __init__(self, base: RemoteModel, version: str, runner: InferenceRunner) -> None:
+        super().__init__(runner.settings, runner, None, registry=base.registry)
+        self.base = base
+        self.pinned_version = version
+
+    @property
+    def preprocessor(self) -> Any:
+        """The model's preprocessor (or one registered on this view)."""
+        return self._preprocess or self.base.preprocessor
+
+    def prepare(self, event: Any) -> Any:
+        """The model input for ``event``, by the model's preprocessor."""
+        fun = self.preprocessor
+        return event if fun is None else fun(event)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the runner belongs to the model."""
+
+    def __repr__(self) -> str:
+        return f"<PinnedVersion {self.name!r} version={self.pinned_version!r}>"

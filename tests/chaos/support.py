@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tests.integration.support import Collector, Worker, scoring_topics
+from tests.integration.support import Collector, Worker, unique
 
 APP = "tests.chaos.app"
 
@@ -53,7 +53,9 @@ async def produce_raw(
 
 async def committed_vs_end(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition: (the group's committed offset, the end offset)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
@@ -98,9 +100,14 @@ def stop_timed(worker: Worker, limit: float = 30.0) -> float:
     return time.monotonic() - started
 
 
-def chaos_env(kafka: Any, model_url: str, **extra: str) -> dict[str, str]:
-    """Fresh topics and group for one scenario, and the app's settings."""
-    names = scoring_topics(kafka)
+def chaos_env(
+    kafka: Any, model_url: str, *, in_configs: dict[str, str] | None = None, **extra: str
+) -> dict[str, str]:
+    """Fresh topics (4 input partitions) and group for one scenario, and the app's settings."""
+    names = {k: unique(k.lower()) for k in ("APP_ID", "IN_TOPIC", "OUT_TOPIC", "DLQ_TOPIC")}
+    kafka.create_topic(names["IN_TOPIC"], partitions=4, configs=in_configs)
+    kafka.create_topic(names["OUT_TOPIC"], partitions=1)
+    kafka.create_topic(names["DLQ_TOPIC"], partitions=1)
     return {**names, "KAFKA_BROKER": kafka.url, "MODEL_URL": model_url, **extra}
 
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from devtools.worker import FaustWorker
 from examples.rag_embeddings.catalog import make_catalog, make_updates
 from examples.rag_embeddings.producer import produce
 from examples.rag_embeddings.query import ask, show
+from examples.rag_embeddings.store import Hit
 
 QUESTIONS = (
     "something to keep me dry when hiking in the rain",
@@ -105,47 +107,73 @@ class Watcher:
         self.shown = len(self.indexed)
 
 
+@dataclass
+class Summary:
+    """What a run did: for the closing lines, and for the example's test."""
+
+    catalog: list[dict[str, Any]]
+    updates: list[dict[str, Any]]
+    indexed: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+    answers: dict[str, list[Hit]] = field(default_factory=dict)
+    complete: bool = False
+
+    @property
+    def cached_updates(self) -> int:
+        """Later updates answered by the result cache."""
+        return sum(1 for v in self.indexed[len(self.catalog) :] if v["cached"])
+
+
 async def scenario(
     kafka: KafkaBroker,
     embeddings: EmbeddingServer,
     index_path: Path,
     worker: FaustWorker,
-    args: argparse.Namespace,
-) -> int:
-    catalog = make_catalog(args.products)
-    updates = make_updates(catalog, args.updates)
-    deadline = time.monotonic() + args.timeout
+    *,
+    products: int,
+    updates: int,
+    questions: Sequence[str] = QUESTIONS,
+    k: int = 3,
+    timeout: float = 300.0,
+) -> Summary:
+    """Send the catalog, then the updates, then ask; print as it goes."""
+    catalog = make_catalog(products)
+    run = Summary(catalog, make_updates(catalog, updates))
+    deadline = time.monotonic() + timeout
+    total = len(run.catalog) + len(run.updates)
     async with Watcher(kafka.bootstrap) as seen:
         say(f"sending a catalog of {len(catalog)} products")
         await produce(kafka.bootstrap, catalog)
         if not await seen.wait_for(len(catalog), deadline, worker):
             say(f"timed out: {len(seen.indexed)} of {len(catalog)} indexed")
-            return 1
-        rewritten = sum(1 for u in updates if str(u["description"]).endswith("New model."))
+            return run
+        rewritten = sum(1 for u in run.updates if str(u["description"]).endswith("New model."))
         say(
-            f"sending {len(updates)} updates: {len(updates) - rewritten} price/stock only, "
-            f"{rewritten} with a new description"
+            f"sending {len(run.updates)} updates: {len(run.updates) - rewritten} price/stock "
+            f"only, {rewritten} with a new description"
         )
-        await produce(kafka.bootstrap, updates)
-        if not await seen.wait_for(len(catalog) + len(updates), deadline, worker):
-            say(f"timed out: {len(seen.indexed)} of {len(catalog) + len(updates)} indexed")
-            return 1
-        cached = sum(1 for v in seen.indexed[len(catalog) :] if v["cached"])
-        say(
-            f"{len(seen.indexed)} updates indexed, {len(seen.dead)} dead-lettered; "
-            f"of the {len(updates)} later updates, {cached} were answered by the cache "
-            f"(no call to the model)"
-        )
-    for question in [*QUESTIONS, *args.ask]:
+        await produce(kafka.bootstrap, run.updates)
+        run.complete = await seen.wait_for(total, deadline, worker)
+        run.indexed, run.dead = list(seen.indexed), list(seen.dead)
+    if not run.complete:
+        say(f"timed out: {len(run.indexed)} of {total} indexed")
+        return run
+    say(
+        f"{len(run.indexed)} updates indexed, {len(run.dead)} dead-lettered; of the "
+        f"{len(run.updates)} later updates, {run.cached_updates} were answered by the cache "
+        "(no call to the model)"
+    )
+    for question in questions:
         hits = await ask(
             question,
             index_path=str(index_path),
             endpoint=embeddings.url,
             model=embeddings.model_name,
-            k=args.k,
+            k=k,
         )
         show(question, hits)
-    return 0
+        run.answers[question] = hits
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,7 +206,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker.start()
             say(f"worker started (pid {worker.pid}, log {worker.log_path}, index {index_path})")
             try:
-                return asyncio.run(scenario(kafka, embeddings, index_path, worker, args))
+                run = asyncio.run(
+                    scenario(
+                        kafka,
+                        embeddings,
+                        index_path,
+                        worker,
+                        products=args.products,
+                        updates=args.updates,
+                        questions=[*QUESTIONS, *args.ask],
+                        k=args.k,
+                        timeout=args.timeout,
+                    )
+                )
+                return 0 if run.complete else 1
             except KeyboardInterrupt:
                 say("interrupted")
                 return 130

@@ -1,0 +1,158 @@
+"""Run the whole personalization example on this machine with one command.
+
+    python -m examples.personalization.run [--count 600] [--rate 60] [--shoppers 30]
+
+Starts a real Kafka broker and MLServer (both installed into ``.cache/`` on first use),
+trains and serves the ranker, starts the Faust worker with
+``faust -A examples.personalization.app worker``, sends shopper events, and prints the
+suggestions as they arrive, then how well they match each shopper's hidden taste.
+Stops everything once every event has its suggestions (or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from devtools.kafka import KafkaBroker, ensure_jars
+from devtools.mlserver import CACHE_DIR, MLServer, ensure_venv, prepare_model
+from devtools.worker import FaustWorker
+from examples.personalization.producer import click_id, produce
+from examples.personalization.shop import Shopper, make_shoppers
+
+__all__ = ["latest_suggestions", "prepare_ranker", "taste_match", "topics"]
+
+HERE = Path(__file__).resolve().parent
+SEED = 7
+
+
+def topics(app_id: str = "personalization") -> list[str]:
+    """The app's topics and its table's changelog, created before the worker starts.
+
+    A changelog that Faust declares itself may be missing from the worker's metadata
+    at its first write, which crashes the agent (``PartitionsMismatch``).
+    """
+    return ["clicks", "rank-requests", "suggestions", "rank-requests.dlq",
+            f"{app_id}-shopper-profiles-changelog"]
+
+
+def prepare_ranker(models: Path = CACHE_DIR / "example-models" / "personalization") -> Path:
+    """Train the ranker into ``models/ranker`` unless current; returns ``models``."""
+    prepare_model(
+        models / "ranker",
+        HERE / "train.py",
+        sources=[HERE / "shop.py", HERE / "ranking_runtime.py"],
+    )
+    return models
+
+
+def latest_suggestions(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each shopper's last suggested categories, from ``suggestions`` records in order."""
+    return {r["user_id"]: [i["category"] for i in r["items"]] for r in records}
+
+
+def taste_match(shoppers: list[Shopper], latest: dict[str, list[str]]) -> float:
+    """Share of shoppers whose top suggestion is in one of their two hidden favourites."""
+    hits = [latest[s.id][0] in s.favourites(2) for s in shoppers if s.id in latest]
+    return sum(hits) / len(hits) if hits else 0.0
+
+
+async def watch(bootstrap: str, ids: set[str], deadline: float) -> list[dict[str, Any]]:
+    """Print suggestions until every event id has them; returns them in arrival order."""
+    consumer = AIOKafkaConsumer(
+        "suggestions", "rank-requests.dlq", bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest", group_id=None,
+    )
+    await consumer.start()
+    seen: list[dict[str, Any]] = []
+    done: set[str] = set()
+    try:
+        while not ids <= done and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    if tp.topic == "rank-requests.dlq":
+                        done.add(value["event"]["click_id"])
+                        print(f"  DLQ  {value['event']['user_id']}  {value['error_class']}")
+                        continue
+                    done.add(value["click_id"])
+                    seen.append(value)
+                    after = value["after"]
+                    items = "  ".join(f"{i['item_id']} {i['score']:.2f}" for i in value["items"])
+                    print(f"  {value['user_id']}  {after['action']:>11} {after['item_id']:<14}"
+                          f" -> {items}")
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def scenario(kafka: KafkaBroker, shoppers: list[Shopper], count: int, rate: float,
+                   timeout: float) -> int:
+    """Send events and show suggestions at the same time; then compare with the tastes."""
+    ids = {click_id(SEED, i) for i in range(count)}
+    say(f"sending {count} events of {len(shoppers)} shoppers at {rate:g}/s")
+    sent, seen = await asyncio.gather(
+        produce(kafka.bootstrap, count, rate, shoppers=shoppers, seed=SEED),
+        watch(kafka.bootstrap, ids, time.monotonic() + timeout),
+    )
+    latest = latest_suggestions(seen)
+    say(f"{len({s['click_id'] for s in seen})}/{count} events have suggestions; "
+        "the busiest shoppers' hidden favourites and their last suggestions:")
+    for shopper in sorted(shoppers, key=lambda s: -sent.get(s.id, 0))[:6]:
+        print(f"  {shopper.id}  {sent.get(shopper.id, 0):3d} events  likes "
+              f"{'+'.join(shopper.favourites(2)):<20}  suggested {latest.get(shopper.id)}")
+    active = [s for s in shoppers if sent.get(s.id, 0) >= 5]
+    say(f"top suggestion in a hidden favourite category for "
+        f"{taste_match(active, latest):.0%} of the {len(active)} shoppers with 5+ events "
+        "(a random category: 25%)")
+    return 0 if len(seen) == count else 1
+
+
+def say(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=600, help="shopper events to send")
+    parser.add_argument("--rate", type=float, default=60.0, help="events per second")
+    parser.add_argument("--shoppers", type=int, default=30)
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
+    args = parser.parse_args()
+
+    say("preparing Kafka jars, the MLServer virtualenv and the ranker (first run: minutes)")
+    ensure_jars()
+    ensure_venv()
+    models = prepare_ranker()
+    workdir = Path(tempfile.mkdtemp(prefix="personalization-example-"))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with KafkaBroker() as kafka, MLServer(models) as server:
+        say(f"Kafka at {kafka.bootstrap}, MLServer at {server.url}")
+        for topic in topics():
+            kafka.create_topic(topic, partitions=4)
+        env = {"KAFKA_BROKER": kafka.url, "SHOP_MODEL_URL": server.url}
+        worker = FaustWorker("examples.personalization.app", env, workdir, log_level="warn")
+        worker.start()
+        say(f"worker started (pid {worker.pid}, log {worker.log_path})")
+        try:
+            shoppers = make_shoppers(args.shoppers, seed=SEED)
+            return asyncio.run(scenario(kafka, shoppers, args.count, args.rate, args.timeout))
+        except KeyboardInterrupt:
+            say("interrupted")
+            return 130
+        finally:
+            worker.stop()  # before the broker goes: the worker commits on the way out
+            say("stopping the worker, MLServer and Kafka")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,10 @@ def register_command(app: Any) -> Any:
     async def inference(self: Any, action: str, args: tuple[str, ...]) -> None:
         """Inspect and try registered models: 'list', or 'predict NAME JSON'."""
         registry = app.inference
+        from faust_inference.lifecycle.cli import run_action
+
+        if await run_action(self, app, action, args):  # switch, split, shadow, rollout ...
+            return
         if action == "list":
             self.say(describe(registry.models.values()))
         elif action == "predict" and len(args) == 2:

@@ -46,6 +46,7 @@ __all__ = [
     "ControlClient",
     "bootstrap_servers",
     "changelog_topic",
+    "read_topic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,66 @@ CONTROL_TABLE = "faust-inference-control"
 """Name of the GlobalTable holding every model's routing state."""
 STATS_TABLE = "faust-inference-stats"
 """Name of the GlobalTable holding each worker's figures per model."""
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    limit: int | None = None,
+    wait_s: float = 30.0,
+    missing_ok: bool = True,
+) -> list[tuple[bytes | None, Any]]:
+    """Records of ``topic`` from its start to its end now, as (key, decoded JSON value).
+
+    Args:
+        bootstrap: Kafka bootstrap servers.
+        topic: the topic to read.
+        limit: stop after this many records (all partitions together).
+        wait_s: give up (TimeoutError) after this many seconds.
+        missing_ok: a missing topic reads as empty; otherwise ConfigurationError.
+    """
+    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    out: list[tuple[bytes | None, Any]] = []
+    try:
+        if topic not in await consumer.topics():
+            if missing_ok:
+                return out
+            raise ConfigurationError(f"topic {topic!r} does not exist: check its name")
+        deadline = time.monotonic() + wait_s
+        # Subscribing (without a group) loads the topic's metadata and
+        # assigns every partition; assign() would need the partitions first.
+        consumer.subscribe([topic])
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no partitions of {topic} after {wait_s:g}s")
+            await asyncio.sleep(0.05)
+        tps = sorted(consumer.assignment())
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining and (limit is None or len(out) < limit):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} took more than {wait_s:g}s")
+            batches = await consumer.getmany(*remaining, timeout_ms=200)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.offset < ends[tp] and (limit is None or len(out) < limit):
+                        out.append((r.key, orjson.loads(r.value) if r.value else None))
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -119,50 +180,21 @@ class ControlClient:
 
     # -- reading -------------------------------------------------------------------
 
-    async def read(self, topic: str | None = None, wait_s: float = 10.0) -> dict[str, Any]:
+    async def read(self, topic: str | None = None) -> dict[str, Any]:
         """The latest value per key of ``topic`` (default: the control topic), decoded JSON.
 
         Reads from the beginning to the end offsets seen at the start; a topic
         that does not exist yet reads as empty.
         """
-        from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
-
-        topic = topic or self.topic
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
-        )
-        await consumer.start()
         latest: dict[str, Any] = {}
-        try:
-            parts = await consumer.partitions_for_topic(topic) or set()
-            if not parts:
-                return latest
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            deadline = time.monotonic() + wait_s
-            remaining = {tp for tp in tps if ends[tp] > 0}
-            while remaining:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {topic} took more than {wait_s:g}s")
-                batches = await consumer.getmany(*remaining, timeout_ms=200)
-                for tp, records in batches.items():
-                    for r in records:
-                        key = orjson.loads(r.key) if r.key else None
-                        if not isinstance(key, str):
-                            continue
-                        if r.value is None:
-                            latest.pop(key, None)
-                        else:
-                            latest[key] = orjson.loads(r.value)
-                        if r.offset + 1 >= ends[tp]:
-                            remaining.discard(tp)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+        for raw_key, value in await read_topic(self.bootstrap, topic or self.topic):
+            key = orjson.loads(raw_key) if raw_key else None
+            if not isinstance(key, str):
+                continue
+            if value is None:
+                latest.pop(key, None)
+            else:
+                latest[key] = value
         return latest
 
     async def states(self) -> dict[str, RoutingState]:

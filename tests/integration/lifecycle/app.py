@@ -1,0 +1,81 @@
+"""A Faust app with two versions of one model, for the lifecycle tests.
+
+Configured by environment variables (fresh topics and app id per test), run
+as real worker processes. Each output record says which version and arm
+answered, and which worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import faust
+
+from faust_inference import infer, install
+from faust_inference.lifecycle import evaluate_live, lifecycle
+
+env = os.environ.get
+
+app = faust.App(
+    env("APP_ID", "it-lifecycle"),
+    broker=env("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
+    store="memory://",
+    web_enabled=False,
+    broker_session_timeout=float(env("SESSION_TIMEOUT", "10")),
+    broker_heartbeat_interval=1.0,
+    broker_commit_interval=1.0,
+    topic_disable_leader=False,
+    producer_acks=-1,
+    topic_partitions=4,
+)
+install(app)
+
+common = json.loads(env("MODEL_OPTIONS", '{"input_name": "features", "shape": [10]}'))
+model = app.model(
+    "model",
+    provider="kserve",
+    endpoint=env("V1_URL"),
+    remote_name=env("MODEL_REMOTE_NAME", "fraud"),
+    version="v1",
+    task="classification",
+    max_concurrency=16,
+    batch_size=8,
+    batch_timeout=0.005,
+    timeout=5.0,
+    retries={"max_retries": int(env("RETRIES", "3")), "initial_backoff": 0.05},
+    **common,
+)
+model.add_version("v2", endpoint=env("V2_URL", env("V1_URL")), **json.loads(env("V2", "{}")))
+lifecycle(app, shadow_in_flight=int(env("SHADOW_IN_FLIGHT", "16")))
+
+if env("LABELS_TOPIC"):
+    evaluate_live(app, model, env("LABELS_TOPIC"), window_s=5.0, ttl_s=60.0)
+
+
+@model.preprocess
+def take_input(event: dict[str, object]) -> object:
+    return event["x"]
+
+
+source = app.topic(env("IN_TOPIC", "in"), value_serializer="json")
+sink = app.topic(env("OUT_TOPIC", "out"), value_serializer="json")
+
+
+@app.agent(source)
+@infer(model, dead_letter=env("DLQ_TOPIC", "dlq"))
+async def score(results):  # type: ignore[no-untyped-def]
+    async for r in results:
+        await sink.send(
+            key=r.event["id"],
+            value={
+                "id": r.event["id"],
+                "output": r.output,
+                "version": r.version,
+                "variant": r.variant,
+                "latency_s": r.latency_s,
+                "partition": r.partition,
+                "offset": r.offset,
+                "pid": os.getpid(),
+            },
+        )

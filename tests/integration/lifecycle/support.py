@@ -1,0 +1,73 @@
+"""Helpers for the lifecycle tests: the two-version app, its CLI, its logs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.support import Collector, Worker, produce, scoring_topics
+
+APP = "tests.integration.lifecycle.app"
+FAUST = str(Path(sys.executable).parent / "faust")
+REPO = Path(__file__).resolve().parents[3]
+APPLIED = re.compile(r"applied routing revision (\d+) \((.*?)\) ([0-9.]+)s after it was written")
+
+
+def lifecycle_env(kafka: Any, v1_url: str, **extra: str) -> dict[str, str]:
+    return {**scoring_topics(kafka), "KAFKA_BROKER": kafka.url, "V1_URL": v1_url, **extra}
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``faust -A <app> inference ARGS`` in a shell of its own (no worker in it)."""
+    full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [FAUST, "-A", APP, "inference", *args],
+        capture_output=True, text=True, env=full, cwd=REPO, timeout=60, check=False,
+    )
+
+
+async def acli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(cli, env, *args)
+
+
+def applied(worker: Worker) -> list[tuple[int, str, float]]:
+    """(revision, change, seconds after it was written) for each revision the worker applied."""
+    text = worker.log_path.read_text(errors="replace")
+    return [(int(m[1]), m[2], float(m[3])) for m in APPLIED.finditer(text)]
+
+
+async def wait_applied(workers: list[Worker], revision: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(any(r >= revision for r, _, _ in applied(w)) for w in workers):
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {w.name}\n{w.log()}" for w in workers)
+            raise AssertionError(f"revision {revision} not applied by every worker\n{logs}")
+        for w in workers:
+            w.assert_alive()
+        await asyncio.sleep(0.2)
+
+
+async def both_working(
+    bootstrap: str, seen: Collector, env: dict[str, str], workers: list[Worker]
+) -> None:
+    """Feed warm-up events until both workers have answered some (the group has settled)."""
+    out = seen.records[env["OUT_TOPIC"]]
+    for round_ in range(40):
+        warm = [{"id": f"warm{round_}-{i}", "x": [0.1 * (i % 10)] * 10} for i in range(40)]
+        await produce(bootstrap, env["IN_TOPIC"], warm, key=lambda e: e["id"])
+        await asyncio.sleep(1.0)
+        if len({r["pid"] for r in out}) >= 2:
+            return
+        for w in workers:
+            w.assert_alive()
+    raise AssertionError("the two workers never both answered")
+
+
+__all__ = ["APP", "Collector", "Worker", "acli", "applied", "both_working", "cli",
+           "lifecycle_env", "produce", "wait_applied"]

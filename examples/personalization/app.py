@@ -127,6 +127,7 @@ async def rank(results):  # type: ignore[no-untyped-def]
                 "user_id": r.event.user_id,
                 "click_id": r.event.click_id,
                 "after": {"item_id": r.event.item_id, "action": r.event.action},
+                "events_seen": r.event.profile.get("events", 0),  # the profile's, so far
                 "items": [
                     {
                         "item_id": item,

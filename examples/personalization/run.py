@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from devtools.worker import FaustWorker
 from examples.personalization.producer import click_id, produce
 from examples.personalization.shop import Shopper, make_shoppers
 
-__all__ = ["latest_suggestions", "prepare_ranker", "taste_match", "topics"]
+__all__ = ["Run", "latest_suggestions", "prepare_ranker", "scenario", "taste_match", "topics"]
 
 HERE = Path(__file__).resolve().parent
 SEED = 7
@@ -66,55 +67,66 @@ def taste_match(shoppers: list[Shopper], latest: dict[str, list[str]]) -> float:
     return sum(hits) / len(hits) if hits else 0.0
 
 
-async def watch(bootstrap: str, ids: set[str], deadline: float) -> list[dict[str, Any]]:
-    """Print suggestions until every event id has them; returns them in arrival order."""
+@dataclass
+class Run:
+    """What a run sent and what came out."""
+
+    sent: dict[str, int]  # events per shopper
+    suggestions: list[dict[str, Any]] = field(default_factory=list)  # in arrival order
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    def answered(self) -> set[str]:
+        """Ids of the events that have suggestions or a dead letter."""
+        return {s["click_id"] for s in self.suggestions} | {
+            d["event"]["click_id"] for d in self.dead
+        }
+
+
+async def watch(bootstrap: str, run: Run, ids: set[str], deadline: float) -> None:
+    """Print suggestions until every event id has them (or a dead letter)."""
     consumer = AIOKafkaConsumer(
         "suggestions", "rank-requests.dlq", bootstrap_servers=bootstrap,
         auto_offset_reset="earliest", group_id=None,
     )
     await consumer.start()
-    seen: list[dict[str, Any]] = []
-    done: set[str] = set()
     try:
-        while not ids <= done and time.monotonic() < deadline:
+        while not ids <= run.answered() and time.monotonic() < deadline:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                for record in records:
-                    value = orjson.loads(record.value)
+                for value in (orjson.loads(r.value) for r in records):
                     if tp.topic == "rank-requests.dlq":
-                        done.add(value["event"]["click_id"])
+                        run.dead.append(value)
                         print(f"  DLQ  {value['event']['user_id']}  {value['error_class']}")
                         continue
-                    done.add(value["click_id"])
-                    seen.append(value)
+                    run.suggestions.append(value)
                     after = value["after"]
                     items = "  ".join(f"{i['item_id']} {i['score']:.2f}" for i in value["items"])
                     print(f"  {value['user_id']}  {after['action']:>11} {after['item_id']:<14}"
                           f" -> {items}")
     finally:
         await consumer.stop()
-    return seen
 
 
 async def scenario(kafka: KafkaBroker, shoppers: list[Shopper], count: int, rate: float,
-                   timeout: float) -> int:
+                   timeout: float) -> Run:
     """Send events and show suggestions at the same time; then compare with the tastes."""
     ids = {click_id(SEED, i) for i in range(count)}
+    run = Run(sent={})
     say(f"sending {count} events of {len(shoppers)} shoppers at {rate:g}/s")
-    sent, seen = await asyncio.gather(
+    run.sent, _ = await asyncio.gather(
         produce(kafka.bootstrap, count, rate, shoppers=shoppers, seed=SEED),
-        watch(kafka.bootstrap, ids, time.monotonic() + timeout),
+        watch(kafka.bootstrap, run, ids, time.monotonic() + timeout),
     )
-    latest = latest_suggestions(seen)
-    say(f"{len({s['click_id'] for s in seen})}/{count} events have suggestions; "
+    latest = latest_suggestions(run.suggestions)
+    say(f"{len(run.answered() & ids)}/{count} events answered ({len(run.dead)} dead letters); "
         "the busiest shoppers' hidden favourites and their last suggestions:")
-    for shopper in sorted(shoppers, key=lambda s: -sent.get(s.id, 0))[:6]:
-        print(f"  {shopper.id}  {sent.get(shopper.id, 0):3d} events  likes "
+    for shopper in sorted(shoppers, key=lambda s: -run.sent.get(s.id, 0))[:6]:
+        print(f"  {shopper.id}  {run.sent.get(shopper.id, 0):3d} events  likes "
               f"{'+'.join(shopper.favourites(2)):<20}  suggested {latest.get(shopper.id)}")
-    active = [s for s in shoppers if sent.get(s.id, 0) >= 5]
+    active = [s for s in shoppers if run.sent.get(s.id, 0) >= 5]
     say(f"top suggestion in a hidden favourite category for "
         f"{taste_match(active, latest):.0%} of the {len(active)} shoppers with 5+ events "
         "(a random category: 25%)")
-    return 0 if len(seen) == count else 1
+    return run
 
 
 def say(message: str) -> None:
@@ -145,7 +157,8 @@ def main() -> int:
         say(f"worker started (pid {worker.pid}, log {worker.log_path})")
         try:
             shoppers = make_shoppers(args.shoppers, seed=SEED)
-            return asyncio.run(scenario(kafka, shoppers, args.count, args.rate, args.timeout))
+            run = asyncio.run(scenario(kafka, shoppers, args.count, args.rate, args.timeout))
+            return 0 if len(run.suggestions) == args.count else 1
         except KeyboardInterrupt:
             say("interrupted")
             return 130

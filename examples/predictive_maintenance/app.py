@@ -140,6 +140,7 @@ async def score(results):  # type: ignore[no-untyped-def]
                 "pump_id": window.pump_id,
                 "start": window.start,
                 "end": window.start + WINDOW,
+                "readings": window.readings,
                 "anomalous": r.output[0] == -1,  # MLServer answers [rows, 1]
                 "features": dict(zip(FEATURES, window.features, strict=True)),
                 "model": r.model,

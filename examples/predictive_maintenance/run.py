@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from devtools.worker import FaustWorker
 from examples.predictive_maintenance.plant import WINDOW, Pump
 from examples.predictive_maintenance.producer import produce, run_pumps
 
-__all__ = ["prepare_detector", "strips", "topics"]
+__all__ = ["Run", "prepare_detector", "scenario", "strips", "topics"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,46 +66,59 @@ def strips(verdicts: list[dict[str, Any]], start: float) -> dict[str, str]:
     }
 
 
-async def watch(bootstrap: str, expected: int, deadline: float) -> list[dict[str, Any]]:
-    """Print alerts until ``expected`` window verdicts arrived; returns the verdicts."""
+@dataclass
+class Run:
+    """What a replay produced: every window's verdict, the alerts, the dead letters."""
+
+    start: float = 0.0  # the replay's first window, epoch seconds
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def watch(bootstrap: str, run: Run, expected: int, deadline: float) -> None:
+    """Print alerts until ``expected`` windows have a verdict (or a dead letter)."""
     consumer = AIOKafkaConsumer(
         "pump-health", "maintenance-alerts", "pump-windows.dlq",
         bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
     )
     await consumer.start()
-    verdicts: list[dict[str, Any]] = []
     try:
-        while len(verdicts) < expected and time.monotonic() < deadline:
+        while len(run.verdicts) + len(run.dead) < expected and time.monotonic() < deadline:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 for value in (orjson.loads(r.value) for r in records):
                     if tp.topic == "pump-health":
-                        verdicts.append(value)
+                        run.verdicts.append(value)
                     elif tp.topic == "maintenance-alerts":
+                        run.alerts.append(value)
                         print(f"  ALERT  {value['pump_id']}: {value['reason']}, vibration "
                               f"{value['vibration_mean']} mm/s (max {value['vibration_max']}), "
                               f"{value['temperature_mean']} C")
                     else:
+                        run.dead.append(value)
                         print(f"  DLQ    {value['event']['pump_id']}  {value['error_class']}")
     finally:
         await consumer.stop()
-    return verdicts
 
 
-async def scenario(kafka: KafkaBroker, pumps: list[Pump], args: argparse.Namespace) -> int:
+async def scenario(kafka: KafkaBroker, pumps: list[Pump], minutes: float, speed: float,
+                   timeout: float) -> Run:
     """Replay the readings and show alerts at the same time; then the strips."""
-    windows = int(args.minutes * 60 / WINDOW)
+    expected = int(minutes * 60 / WINDOW) * len(pumps)
     failing = [p.id for p in pumps if p.faulty]
-    say(f"replaying {args.minutes:g} minutes of {len(pumps)} pumps at {args.speed:g}x; "
-        f"failing from minute {args.minutes * 0.35:g}: {', '.join(failing) or 'none'}")
-    start, verdicts = await asyncio.gather(
-        produce(kafka.bootstrap, pumps, args.minutes, speed=args.speed),
-        watch(kafka.bootstrap, windows * len(pumps), time.monotonic() + args.timeout),
+    say(f"replaying {minutes:g} minutes of {len(pumps)} pumps at {speed:g}x; "
+        f"failing from minute {minutes * 0.35:g}: {', '.join(failing) or 'none'}")
+    run = Run()
+    run.start, _ = await asyncio.gather(
+        produce(kafka.bootstrap, pumps, minutes, speed=speed),
+        watch(kafka.bootstrap, run, expected, time.monotonic() + timeout),
     )
-    say(f"{len(verdicts)}/{windows * len(pumps)} windows scored; "
-        f"each pump's {WINDOW:g}-second windows (. normal, x anomalous):")
-    for pump, strip in strips(verdicts, start).items():
+    say(f"{len(run.verdicts)}/{expected} windows scored, {len(run.alerts)} alerts, "
+        f"{len(run.dead)} dead letters; each pump's {WINDOW:g}-second windows "
+        "(. normal, x anomalous):")
+    for pump, strip in strips(run.verdicts, run.start).items():
         print(f"  {pump}  {strip}  {'(failing)' if pump in failing else ''}")
-    return 0 if len(verdicts) >= windows * len(pumps) else 1
+    return run
 
 
 def say(message: str) -> None:
@@ -137,7 +151,8 @@ def main() -> int:
                              log_level="warn").start()
         say(f"worker started (pid {worker.pid}, log {worker.log_path})")
         try:
-            return asyncio.run(scenario(kafka, pumps, args))
+            run = asyncio.run(scenario(kafka, pumps, args.minutes, args.speed, args.timeout))
+            return 0 if len(run.verdicts) == int(args.minutes * 60 / WINDOW) * len(pumps) else 1
         except KeyboardInterrupt:
             say("interrupted")
             return 130

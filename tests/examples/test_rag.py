@@ -35,7 +35,12 @@ async def test_updates_are_indexed_cached_and_searchable(kafka, embeddings, tmp_
     worker = FaustWorker("examples.rag_embeddings.app", env, tmp_path, log_level="warn").start()
     try:
         run = await scenario(
-            kafka, embeddings, index_path, worker, products=PRODUCTS, updates=UPDATES,
+            kafka,
+            embeddings,
+            index_path,
+            worker,
+            products=PRODUCTS,
+            updates=UPDATES,
             timeout=120,
         )
     finally:

@@ -225,6 +225,14 @@ class ModelSettings(_Frozen):
     """Longest wait, in seconds, for a batch to fill before it is sent."""
     timeout: float = Field(10.0, gt=0, le=3600)
     """Per-request timeout in seconds, each attempt separately."""
+    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Largest answer body read, in bytes (default 32 MiB); reading stops past it and
+    the call fails with :class:`~faust_inference.ResponseTooLarge` (not retried)."""
+    output_type: type[BaseModel] | None = None
+    """A pydantic model each answer of a chat model must follow: the provider asks
+    for JSON in its schema, and ``r.output`` is the validated object. An answer
+    that does not validate is retried (``retries=``), then dead-lettered with the
+    validation error (:class:`~faust_inference.InvalidOutput`)."""
     retries: RetrySettings = Field(default_factory=RetrySettings)
     api_key: SecretStr | None = None
     api_key_env: str | None = None
@@ -285,6 +293,14 @@ class ModelSettings(_Frozen):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"endpoint must start with http:// or https://, got {value!r}")
+        if "?" in value or "#" in value:
+            # Providers append paths to the endpoint: a query would swallow them
+            # (the request goes to the server root), and query keys leak into logs.
+            raise ValueError(
+                "endpoint takes no query string or fragment ('?...', '#...'): pass a key "
+                "with api_key= or api_key_env=, other request headers with headers=, and "
+                "provider parameters as options (Azure's api-version: api_version=)"
+            )
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -22,7 +22,12 @@ included. The key travels in the ``api-key`` header; an Entra ID token in
 see :mod:`.azure` for which is used. Errors carry ``retry-after-ms``, which
 is honoured (:func:`.azure.azure_error`).
 
-Options (besides the openai provider's ``system_prompt``, ``parameters``, ``dimensions``):
+``output_type=`` works as with the openai provider (``response_format`` with a
+JSON schema). There is no start-up readiness check (a deployment has no
+model list to ask).
+
+Options (besides the openai provider's ``system_prompt``, ``parameters``,
+``dimensions``, ``json_mode``, ``strict_schema``):
     deployment: the deployment name (default ``remote_name``, then the model name).
     api_version: the ``api-version`` (default: the connection's, else ``2024-10-21``).
 """
@@ -35,10 +40,12 @@ from urllib.parse import quote, urlencode
 
 from faust_inference.config import ModelSettings
 from faust_inference.exceptions import ConfigurationError
-from faust_inference.providers.azure import COGNITIVE_SCOPE, azure_auth, azure_error
-from faust_inference.providers.base import parse_options
-from faust_inference.providers.cloud import CloudEndpoint
+from faust_inference.providers.auth.entra import COGNITIVE_SCOPE, azure_auth
+from faust_inference.providers.classify import azure_error
+from faust_inference.providers.endpoint import Endpoint
 from faust_inference.providers.openai import OpenAIOptions, OpenAIProvider, check_task
+from faust_inference.providers.options import parse_options
+from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
 __all__ = ["DEFAULT_API_VERSION", "AzureOpenAIOptions", "AzureOpenAIProvider", "create"]
@@ -89,12 +96,16 @@ def create(settings: ModelSettings, transports: TransportPool) -> AzureOpenAIPro
         key_scheme="",
         what="the azure_openai provider",
     )
-    endpoint = CloudEndpoint(
+    endpoint = Endpoint.for_model(
+        settings,
+        transports,
         url,
-        transports.get(url),
-        {**settings.headers, **auth.headers},
-        auth.secrets,
+        headers=auth.headers,
+        secrets=auth.secrets,
         auth=auth.token,
         classify=azure_error,
     )
-    return AzureOpenAIProvider(settings, options, endpoint)
+    structured = structured_output(
+        settings, supported=settings.task != "embedding", what="an embedding model"
+    )
+    return AzureOpenAIProvider(settings, options, endpoint, structured)

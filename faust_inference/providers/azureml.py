@@ -43,9 +43,11 @@ from typing import Any, Literal
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import ConfigurationError
-from faust_inference.providers.azure import ML_SCOPE, azure_auth, azure_error
-from faust_inference.providers.base import ProviderOptions, parse_answer, parse_options
-from faust_inference.providers.cloud import CloudEndpoint
+from faust_inference.providers.auth.entra import ML_SCOPE, azure_auth
+from faust_inference.providers.classify import azure_error
+from faust_inference.providers.endpoint import Endpoint
+from faust_inference.providers.options import ProviderOptions, parse_answer, parse_options
+from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
 __all__ = ["AzureMLOptions", "AzureMLProvider", "create"]
@@ -81,7 +83,7 @@ class AzureMLProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(self, options: AzureMLOptions, endpoint: CloudEndpoint) -> None:
+    def __init__(self, options: AzureMLOptions, endpoint: Endpoint) -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
@@ -99,6 +101,10 @@ class AzureMLProvider:
         answer = await self.endpoint.post(body)
         return Predictions(parse_answer(self.options.response_parser, answer, len(rows), self.url))
 
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider sends (to scrub from messages)."""
+        return self.endpoint.secrets()
+
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
 
@@ -111,6 +117,7 @@ def create(settings: ModelSettings, transports: TransportPool) -> AzureMLProvide
             f"model {settings.name!r} (azureml) needs endpoint= (the scoring URI, "
             "https://<endpoint>.<region>.inference.ml.azure.com), on the model or its connection"
         )
+    structured_output(settings, supported=False, what="the azureml provider")
     base = settings.endpoint
     url = base if base.endswith("/score") else f"{base}/score"
     auth = azure_auth(
@@ -121,11 +128,17 @@ def create(settings: ModelSettings, transports: TransportPool) -> AzureMLProvide
         key_scheme="Bearer",
         what="the azureml provider",
     )
-    headers = {**settings.headers, **auth.headers}
+    headers = dict(auth.headers)
     deployment = options.deployment or settings.version  # a deployment is a served version
     if deployment:
         headers["azureml-model-deployment"] = deployment
-    endpoint = CloudEndpoint(
-        url, transports.get(url), headers, auth.secrets, auth=auth.token, classify=azure_error
+    endpoint = Endpoint.for_model(
+        settings,
+        transports,
+        url,
+        headers=headers,
+        secrets=auth.secrets,
+        auth=auth.token,
+        classify=azure_error,
     )
     return AzureMLProvider(options, endpoint)

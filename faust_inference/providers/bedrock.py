@@ -28,10 +28,18 @@ Wire format (Bedrock Runtime API reference; botocore ``bedrock-runtime`` model):
 The host is ``https://bedrock-runtime.{region}.amazonaws.com``; ``endpoint=``
 replaces it (VPC endpoints, gateways, local test servers).
 
+A system message in the input, and ``system_prompt=``, go to Converse's
+top-level ``system`` (the model's prompt first); the conversation keeps its
+order. With ``output_type=SomePydanticModel`` (Converse only), the request
+carries one tool whose ``inputSchema`` is the model's JSON schema, forced
+with ``toolChoice`` (the models that support forcing a tool: Anthropic
+Claude 3+, Mistral Large, Amazon Nova), and the tool call's input,
+validated, is the output.
+
 Options:
     region: AWS region (else the connection's, else botocore's configuration).
     api: ``converse`` (default for chat) or ``invoke``.
-    system_prompt: a system prompt for string inputs (converse).
+    system_prompt: the system prompt (converse), before the input's own.
     parameters: ``inferenceConfig`` fields (converse) or extra body fields (invoke).
     additional_fields: ``additionalModelRequestFields`` (converse).
     embedding_format: ``titan`` or ``cohere``; guessed from the model id.
@@ -47,15 +55,16 @@ from urllib.parse import quote
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.aws import aws_error, aws_signer
-from faust_inference.providers.base import ProviderOptions, describe, parse_options
-from faust_inference.providers.cloud import CloudEndpoint, json_body, request_url
+from faust_inference.providers.auth.sigv4 import aws_signer
+from faust_inference.providers.chat import chat_request, describe, require_text
+from faust_inference.providers.classify import aws_error
+from faust_inference.providers.endpoint import Endpoint, request_url
+from faust_inference.providers.options import ProviderOptions, parse_options
+from faust_inference.providers.structured import StructuredOutput, structured_output
 from faust_inference.providers.transport import TransportPool
 from faust_inference.results import Usage
 
 __all__ = ["BedrockOptions", "BedrockProvider", "create"]
-
-_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 class BedrockOptions(ProviderOptions):
@@ -76,9 +85,11 @@ class BedrockProvider:
     def __init__(
         self,
         options: BedrockOptions,
-        endpoint: CloudEndpoint,
+        endpoint: Endpoint,
         mode: Literal["converse", "invoke", "titan", "cohere"],
+        structured: StructuredOutput | None = None,
     ) -> None:
+        self.structured = structured
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
@@ -90,7 +101,7 @@ class BedrockProvider:
         if self.mode == "converse":
             return await self._converse(inputs[0])
         if self.mode == "cohere":
-            texts = [_text(v) for v in inputs]
+            texts = [require_text(v) for v in inputs]
             body: dict[str, Any] = {
                 "texts": texts,
                 "input_type": self.options.input_type,
@@ -103,7 +114,7 @@ class BedrockProvider:
             return Predictions(vectors, usage=usage)
         if self.mode == "titan":
             answer, usage = await self._invoke(
-                {"inputText": _text(inputs[0]), **self.options.parameters}
+                {"inputText": require_text(inputs[0]), **self.options.parameters}
             )
             return Predictions([_get(answer, self.url, "embedding")], usage=usage)
         value = inputs[0]
@@ -115,26 +126,24 @@ class BedrockProvider:
         answer, usage = await self._invoke({**value, **self.options.parameters})
         return Predictions([answer], usage=usage)
 
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider signs with (to scrub from messages)."""
+        return self.endpoint.secrets()
+
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
 
     async def _converse(self, value: Any) -> Predictions:
-        body: dict[str, Any] = {}
-        if isinstance(value, str):
-            body["messages"] = [{"role": "user", "content": [{"text": value}]}]
-            if self.options.system_prompt:
-                body["system"] = [{"text": self.options.system_prompt}]
-        elif isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
-            body["messages"] = [_message(m) for m in value]
-        elif isinstance(value, dict) and isinstance(value.get("messages"), list):
-            body.update(value)
-            body["messages"] = [_message(m) for m in value["messages"]]
-        else:
-            raise InvalidInput(
-                "input",
-                "a Converse input must be a string, a list of messages or a dict with "
-                f"'messages'; got {describe(value)}",
-            )
+        request = chat_request(
+            value, system_prompt=self.options.system_prompt, what="a Converse input"
+        )
+        body: dict[str, Any] = dict(request.extra)
+        body["messages"] = [_message(m) for m in request.messages]
+        if request.system:
+            # Converse takes system text at the top level, never as a message role.
+            body["system"] = [{"text": t} for t in request.system] + list(body.get("system", []))
+        if self.structured is not None:
+            body["toolConfig"] = self.structured.bedrock_tool_config()
         if self.options.parameters:
             body["inferenceConfig"] = {**self.options.parameters, **body.get("inferenceConfig", {})}
         if self.options.additional_fields:
@@ -144,16 +153,28 @@ class BedrockProvider:
             blocks = answer["output"]["message"]["content"]
             text = "".join(b["text"] for b in blocks if "text" in b)
         except (KeyError, TypeError) as exc:
-            raise ResponseDecodeError(f"{self.url}: unexpected Converse answer ({exc!r})") from None
+            raise self.endpoint.bad_answer(
+                f"unexpected Converse answer ({exc!r})", answer
+            ) from None
+        output: Any = text
+        if self.structured is not None:
+            calls = [b["toolUse"] for b in blocks if isinstance(b.get("toolUse"), dict)]
+            if calls:
+                output = self.structured.validate_data(
+                    calls[0].get("input"), self.url, self.secrets()
+                )
+            else:
+                output = self.structured.validate_text(text, self.url, self.secrets())
         usage = answer.get("usage") or {}
         return Predictions(
-            [text],
+            [output],
             usage=Usage(int(usage.get("inputTokens") or 0), int(usage.get("outputTokens") or 0)),
         )
 
     async def _invoke(self, body: dict[str, Any]) -> tuple[Any, Usage | None]:
-        headers, data = await self.endpoint.send(json_body(body), _JSON)
-        answer = self.endpoint.decode(data)
+        response = await self.endpoint.send(self.endpoint.codec.encode(body))
+        headers = response.headers
+        answer = self.endpoint.decode(response.body, headers)
         tokens_in = headers.get("X-Amzn-Bedrock-Input-Token-Count")
         tokens_out = headers.get("X-Amzn-Bedrock-Output-Token-Count")
         usage = None
@@ -181,14 +202,15 @@ def create(settings: ModelSettings, transports: TransportPool) -> BedrockProvide
         mode = "invoke"
     else:
         mode = "converse"
+    structured = structured_output(
+        settings, supported=mode == "converse", what=f"bedrock's {mode} mode"
+    )
     signer = aws_signer(settings, "bedrock", options.region, what="the bedrock provider")
     base = settings.endpoint or f"https://bedrock-runtime.{signer.region}.amazonaws.com"
     action = "converse" if mode == "converse" else "invoke"
     url = request_url(f"{base}/model/{quote(model_id, safe='')}/{action}")
-    endpoint = CloudEndpoint(
-        url, transports.get(url), dict(settings.headers), auth=signer, classify=aws_error
-    )
-    return BedrockProvider(options, endpoint, mode)
+    endpoint = Endpoint.for_model(settings, transports, url, auth=signer, classify=aws_error)
+    return BedrockProvider(options, endpoint, mode, structured)
 
 
 def _guess_embedding_format(model_id: str) -> Literal["titan", "cohere"] | None:
@@ -205,14 +227,6 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(content, str):
         return {**message, "content": [{"text": content}]}
     return message
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            "input", f"an embedding input must be a non-empty string, got {describe(value)}"
-        )
-    return value
 
 
 def _get(answer: Any, url: str, key: str) -> Any:

@@ -27,13 +27,11 @@ from typing import Any
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
-from faust_inference.exceptions import ConfigurationError, InferenceError, ResponseDecodeError
-from faust_inference.providers.base import (
-    JsonEndpoint,
-    ProviderOptions,
-    json_endpoint,
-    parse_options,
-)
+from faust_inference.exceptions import ConfigurationError
+from faust_inference.providers.auth.keys import resolve_api_key
+from faust_inference.providers.endpoint import Endpoint
+from faust_inference.providers.options import ProviderOptions, parse_answer, parse_options
+from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
 __all__ = ["HttpOptions", "HttpProvider", "create"]
@@ -63,7 +61,7 @@ class HttpProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(self, options: HttpOptions, endpoint: JsonEndpoint) -> None:
+    def __init__(self, options: HttpOptions, endpoint: Endpoint) -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
@@ -72,15 +70,13 @@ class HttpProvider:
         """One request for the whole batch."""
         body = self.options.request_builder(list(inputs))
         answer = await self.endpoint.post(body)
-        try:
-            outputs = self.options.response_parser(answer, len(inputs))
-        except InferenceError:
-            raise
-        except Exception as exc:
-            raise ResponseDecodeError(
-                f"{self.url}: response_parser failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        return Predictions(list(outputs))
+        return Predictions(
+            parse_answer(self.options.response_parser, answer, len(inputs), self.url)
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider sends (to scrub from messages)."""
+        return self.endpoint.secrets()
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
@@ -92,8 +88,15 @@ def create(settings: ModelSettings, transports: TransportPool) -> HttpProvider:
     if settings.endpoint is None:
         raise ConfigurationError(f"model {settings.name!r}: the http provider needs endpoint=")
     path = options.path if not options.path or options.path.startswith("/") else f"/{options.path}"
+    structured_output(settings, supported=False, what="the http provider")
     url = f"{settings.endpoint}{path}"
-    endpoint = json_endpoint(
-        settings, transports, url, auth_header=options.auth_header, auth_scheme=options.auth_scheme
+    key = resolve_api_key(settings, default_env=None, required=False)
+    endpoint = Endpoint.for_model(
+        settings,
+        transports,
+        url,
+        key=key,
+        key_header=options.auth_header,
+        key_scheme=options.auth_scheme,
     )
     return HttpProvider(options, endpoint)

@@ -23,11 +23,23 @@ Options:
     version_in_path: put ``/versions/{version}`` in the URL when a version
         is registered (default true; turn off for servers without versions).
     parameters: request-level ``parameters`` object, sent as is.
+
+``endpoint=`` is the server's root (``http://127.0.0.1:8080``): the provider
+adds ``/v2/models/...``. An endpoint that already ends in ``/v2`` or
+``/v2/models/...`` is refused at registration, naming the root to give.
+
+Readiness: ``await provider.ready()`` asks ``GET
+/v2/models/{name}[/versions/{version}]/ready``; a 404 there is
+:class:`~faust_inference.ModelNotFound` naming the URL tried, an answer
+saying the model is still loading (400, 5xx) is
+:class:`~faust_inference.EndpointNotReady`. During the run, a 404 for the
+model is :class:`~faust_inference.ModelUnavailable` (an outage, retried).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import quote
@@ -35,13 +47,12 @@ from urllib.parse import quote
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.base import (
-    JsonEndpoint,
-    ProviderOptions,
-    describe,
-    json_endpoint,
-    parse_options,
-)
+from faust_inference.providers.auth.keys import resolve_api_key
+from faust_inference.providers.chat import describe
+from faust_inference.providers.classify import model_route_error
+from faust_inference.providers.endpoint import Endpoint
+from faust_inference.providers.options import ProviderOptions, parse_options
+from faust_inference.providers.readiness import check_ready
 from faust_inference.providers.transport import TransportPool
 
 __all__ = ["KServeOptions", "KServeProvider", "create"]
@@ -67,10 +78,11 @@ class KServeProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(self, options: KServeOptions, endpoint: JsonEndpoint) -> None:
+    def __init__(self, options: KServeOptions, endpoint: Endpoint, model: str = "") -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
+        self.model = model
         self._expected_shape = tuple(options.shape) if options.shape is not None else None
         self._requested = [{"name": n} for n in options.outputs] if options.outputs else None
 
@@ -83,6 +95,29 @@ class KServeProvider:
             body["parameters"] = self.options.parameters
         answer = await self.endpoint.post(body)
         return Predictions(self._decode(answer, len(inputs)), model_version=_version(answer))
+
+    async def ready(self) -> None:
+        """Check that the server serves this model (``GET .../ready``).
+
+        Raises:
+            ModelNotFound: the server answers, but has no such model (or path).
+            EndpointNotReady: the model is known but still loading, or 5xx.
+            TransportError: the server is not reachable.
+        """
+        await check_ready(
+            self.endpoint,
+            self.url.removesuffix("/infer") + "/ready",
+            model=self.model,
+            fixes=(
+                "remote_name= and version= must name a model the server loaded "
+                "(version_in_path=False for servers without versions), and endpoint= "
+                "must be the server's root, without /v2"
+            ),
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider sends (to scrub from messages)."""
+        return self.endpoint.secrets()
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
@@ -126,7 +161,7 @@ class KServeProvider:
 
     def _decode(self, answer: Any, n: int) -> list[Any]:
         if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), list):
-            raise ResponseDecodeError(f"{self.url}: answer has no 'outputs' list")
+            raise self.endpoint.bad_answer("answer has no 'outputs' list", answer)
         outputs = answer["outputs"]
         if self.options.outputs:
             by_name = {o.get("name"): o for o in outputs if isinstance(o, dict)}
@@ -150,11 +185,24 @@ def create(settings: ModelSettings, transports: TransportPool) -> KServeProvider
             f"model {settings.name!r}: the kserve provider needs endpoint= "
             "(for example http://127.0.0.1:8080)"
         )
+    root = _V2_SUFFIX.sub("", settings.endpoint)
+    if root != settings.endpoint:
+        raise ConfigurationError(
+            f"model {settings.name!r}: endpoint={settings.endpoint!r} already contains the "
+            f"protocol's path; give the server's root, endpoint={root!r}: the provider "
+            "adds /v2/models/{remote_name}[/versions/{version}]/infer itself"
+        )
     path = f"/v2/models/{quote(settings.target, safe='')}"
     if settings.version and options.version_in_path:
         path += f"/versions/{quote(settings.version, safe='')}"
     url = f"{settings.endpoint}{path}/infer"
-    return KServeProvider(options, json_endpoint(settings, transports, url))
+    key = resolve_api_key(settings, default_env=None, required=False)
+    endpoint = Endpoint.for_model(settings, transports, url, key=key, classify=model_route_error)
+    return KServeProvider(options, endpoint, settings.target)
+
+
+# ``/v2``, ``/v2/models``, ``/v2/models/m[/versions/v][/infer|/ready]`` at the end.
+_V2_SUFFIX = re.compile(r"/v2(/models(/[^/]+(/versions/[^/]+)?(/infer|/ready)?)?)?/?$")
 
 
 def _version(answer: Any) -> str | None:

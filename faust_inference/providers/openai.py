@@ -16,14 +16,25 @@ one event per request, and the output is the reply text::
     )
 
 A chat input is a string (the user message), a list of messages, or a dict of
-request fields that includes ``messages``. The key comes from ``api_key=`` or
-the environment variable ``OPENAI_API_KEY`` (``api_key_env=`` names another);
-it is required only for api.openai.com.
+request fields that includes ``messages`` (:mod:`.chat`). The key comes from
+``api_key=`` or the environment variable ``OPENAI_API_KEY`` (``api_key_env=``
+names another); it is required only for api.openai.com.
+
+With ``output_type=SomePydanticModel`` a chat model asks for JSON in that
+model's schema (``response_format``) and its output is the validated
+object; see :mod:`.structured` and ``docs/providers/openai.md``.
 
 Options:
-    system_prompt: prepended as a system message to string inputs.
+    system_prompt: a system message put before the input's own messages.
     parameters: extra request fields (``temperature``, ``max_tokens`` ...).
     dimensions: embedding size, for models that can shorten theirs.
+    json_mode: with ``output_type``: ``json_schema`` (default; OpenAI, vLLM,
+        most servers) or ``json_object`` (llama.cpp's server: ``{"type":
+        "json_object", "schema": ...}``).
+    strict_schema: with ``json_mode="json_schema"``: OpenAI's strict mode
+        (default true; objects closed, every field required).
+    check_ready: ask ``GET {endpoint}/models`` at start-up (default true;
+        turn off for servers without that route).
 """
 
 from __future__ import annotations
@@ -34,14 +45,14 @@ from urllib.parse import urlsplit
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
-from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.base import (
-    JsonEndpoint,
-    ProviderOptions,
-    describe,
-    json_endpoint,
-    parse_options,
-)
+from faust_inference.exceptions import ConfigurationError
+from faust_inference.providers.auth.keys import resolve_api_key
+from faust_inference.providers.chat import chat_request, require_text
+from faust_inference.providers.classify import model_route_error
+from faust_inference.providers.endpoint import Endpoint
+from faust_inference.providers.options import ProviderOptions, parse_options
+from faust_inference.providers.readiness import check_listed
+from faust_inference.providers.structured import JsonMode, StructuredOutput, structured_output
 from faust_inference.providers.transport import TransportPool
 from faust_inference.results import Usage
 
@@ -56,13 +67,21 @@ class OpenAIOptions(ProviderOptions):
     system_prompt: str | None = None
     parameters: dict[str, Any] = {}
     dimensions: int | None = None
+    json_mode: JsonMode = "json_schema"
+    strict_schema: bool = True
+    check_ready: bool = True
 
 
 class OpenAIProvider:
     """Chat completions (one input per call) or embeddings (batched)."""
 
     def __init__(
-        self, settings: ModelSettings, options: OpenAIOptions, endpoint: JsonEndpoint
+        self,
+        settings: ModelSettings,
+        options: OpenAIOptions,
+        endpoint: Endpoint,
+        structured: StructuredOutput | None = None,
+        models_url: str | None = None,
     ) -> None:
         self.embedding = settings.task == "embedding"
         self.max_batch_size: int | None = None if self.embedding else 1
@@ -70,6 +89,8 @@ class OpenAIProvider:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
+        self.structured = structured
+        self.models_url = models_url
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """Embed a batch, or complete one chat."""
@@ -77,20 +98,37 @@ class OpenAIProvider:
             return await self._embed(inputs)
         return await self._chat(inputs[0])
 
+    async def ready(self) -> None:
+        """Check that ``GET {endpoint}/models`` lists the model (when it lists any).
+
+        Raises:
+            ModelNotFound: the route or the model is missing; names the URL.
+            EndpointNotReady: the server answers 5xx or 429.
+            TransportError: the server is not reachable.
+        """
+        if self.models_url is None or not self.options.check_ready:
+            return
+        await check_listed(
+            self.endpoint,
+            self.models_url,
+            model=self.model,
+            fixes=(
+                "endpoint= must be the API base that /chat/completions and /embeddings "
+                "hang from (most servers: http://host:port/v1), and remote_name= a model "
+                "the server serves (check_ready=False skips this check)"
+            ),
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider sends (to scrub from messages)."""
+        return self.endpoint.secrets()
+
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
 
     async def _embed(self, inputs: Sequence[Any]) -> Predictions:
-        for value in inputs:
-            if not isinstance(value, str) or not value:
-                raise InvalidInput(
-                    "input", f"an embedding input must be a non-empty string, got {describe(value)}"
-                )
-        body: dict[str, Any] = {
-            "model": self.model,
-            "input": list(inputs),
-            **self.options.parameters,
-        }
+        texts = [require_text(value) for value in inputs]
+        body: dict[str, Any] = {"model": self.model, "input": texts, **self.options.parameters}
         if self.options.dimensions:
             body["dimensions"] = self.options.dimensions
         answer = await self._post(body)
@@ -98,34 +136,35 @@ class OpenAIProvider:
             items = sorted(answer["data"], key=lambda d: d["index"])
             vectors = [item["embedding"] for item in items]
         except (KeyError, TypeError) as exc:
-            raise ResponseDecodeError(
-                f"{self.url}: unexpected embeddings answer ({exc!r})"
+            raise self.endpoint.bad_answer(
+                f"unexpected embeddings answer ({exc!r})", answer
             ) from None
         return Predictions(vectors, usage=_usage(answer))
 
     async def _chat(self, value: Any) -> Predictions:
-        body: dict[str, Any] = {"model": self.model, **self.options.parameters}
-        if isinstance(value, str):
-            messages = [{"role": "user", "content": value}]
-            if self.options.system_prompt:
-                messages.insert(0, {"role": "system", "content": self.options.system_prompt})
-            body["messages"] = messages
-        elif isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
-            body["messages"] = value
-        elif isinstance(value, dict) and isinstance(value.get("messages"), list):
-            body.update(value)
-        else:
-            raise InvalidInput(
-                "input",
-                "a chat input must be a string, a list of {'role', 'content'} messages, "
-                f"or a dict with 'messages'; got {describe(value)}",
+        request = chat_request(value, system_prompt=self.options.system_prompt)
+        body: dict[str, Any] = {
+            "model": self.model,
+            **self.options.parameters,
+            **request.extra,
+            "messages": request.openai_messages(),
+        }
+        if self.structured is not None:
+            body["response_format"] = self.structured.openai_response_format(
+                self.options.json_mode, strict=self.options.strict_schema
             )
         answer = await self._post(body)
         try:
-            content = answer["choices"][0]["message"]["content"]
+            message = answer["choices"][0]["message"]
+            content = message["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise ResponseDecodeError(f"{self.url}: unexpected chat answer ({exc!r})") from None
-        return Predictions([content], usage=_usage(answer))
+            raise self.endpoint.bad_answer(f"unexpected chat answer ({exc!r})", answer) from None
+        output: Any = content
+        if self.structured is not None:
+            if content is None and message.get("refusal"):
+                content = f"(refused: {message['refusal']})"
+            output = self.structured.validate_text(content, self.url, self.secrets())
+        return Predictions([output], usage=_usage(answer))
 
     async def _post(self, body: dict[str, Any]) -> Any:
         return await self.endpoint.post(body)
@@ -135,13 +174,19 @@ def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider
     """Build an OpenAI-compatible provider from a model's settings."""
     options = parse_options(settings, OpenAIOptions)
     check_task(settings)
-    endpoint = settings.endpoint or DEFAULT_ENDPOINT
-    hosted = (urlsplit(endpoint).hostname or "").endswith("openai.com")
-    path = "/embeddings" if settings.task == "embedding" else "/chat/completions"
-    target = json_endpoint(
-        settings, transports, endpoint + path, default_env="OPENAI_API_KEY", required=hosted
+    structured = structured_output(
+        settings, supported=settings.task != "embedding", what="an embedding model"
     )
-    return OpenAIProvider(settings, options, target)
+    base = settings.endpoint or DEFAULT_ENDPOINT
+    hosted = (urlsplit(base).hostname or "").endswith("openai.com")
+    path = "/embeddings" if settings.task == "embedding" else "/chat/completions"
+    key = resolve_api_key(settings, default_env="OPENAI_API_KEY", required=hosted)
+    endpoint = Endpoint.for_model(
+        settings, transports, base + path, key=key, classify=model_route_error
+    )
+    return OpenAIProvider(
+        settings, options, endpoint, structured, endpoint.url.removesuffix(path) + "/models"
+    )
 
 
 def check_task(settings: ModelSettings) -> None:

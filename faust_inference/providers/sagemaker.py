@@ -39,14 +39,12 @@ from urllib.parse import quote
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import InvalidInput, ResponseDecodeError
-from faust_inference.providers.aws import aws_error, aws_signer
-from faust_inference.providers.base import (
-    ProviderOptions,
-    describe,
-    parse_answer,
-    parse_options,
-)
-from faust_inference.providers.cloud import CloudEndpoint, json_body, request_url
+from faust_inference.providers.auth.sigv4 import aws_signer
+from faust_inference.providers.chat import describe
+from faust_inference.providers.classify import aws_error
+from faust_inference.providers.endpoint import JSON, Endpoint, request_url
+from faust_inference.providers.options import ProviderOptions, parse_answer, parse_options
+from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
 __all__ = ["SageMakerOptions", "SageMakerProvider", "create"]
@@ -84,7 +82,7 @@ class SageMakerProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(self, options: SageMakerOptions, endpoint: CloudEndpoint) -> None:
+    def __init__(self, options: SageMakerOptions, endpoint: Endpoint) -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
@@ -106,16 +104,22 @@ class SageMakerProvider:
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """Encode the batch, invoke the endpoint, split the answer into rows."""
         body = (
-            _csv_body(inputs) if self.csv else json_body(self.options.request_builder(list(inputs)))
+            _csv_body(inputs)
+            if self.csv
+            else JSON.encode(self.options.request_builder(list(inputs)))
         )
-        headers, data = await self.endpoint.send(body, self.headers)
-        variant = headers.get("x-Amzn-Invoked-Production-Variant")
+        response = await self.endpoint.send(body, self.headers)
+        variant = response.headers.get("x-Amzn-Invoked-Production-Variant")
         if self.csv:
-            outputs = _csv_rows(data, len(inputs), self.url)
+            outputs = _csv_rows(response.body, len(inputs), self.url)
         else:
-            answer = self.endpoint.decode(data)
+            answer = self.endpoint.decode(response.body, response.headers)
             outputs = parse_answer(self.options.response_parser, answer, len(inputs), self.url)
         return Predictions(outputs, model_version=variant)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider signs with (to scrub from messages)."""
+        return self.endpoint.secrets()
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
@@ -124,12 +128,11 @@ class SageMakerProvider:
 def create(settings: ModelSettings, transports: TransportPool) -> SageMakerProvider:
     """Build a SageMaker provider from a model's settings."""
     options = parse_options(settings, SageMakerOptions)
+    structured_output(settings, supported=False, what="the sagemaker provider")
     signer = aws_signer(settings, "sagemaker", options.region, what="the sagemaker provider")
     base = settings.endpoint or f"https://runtime.sagemaker.{signer.region}.amazonaws.com"
     url = request_url(f"{base}/endpoints/{quote(settings.target, safe='')}/invocations")
-    endpoint = CloudEndpoint(
-        url, transports.get(url), dict(settings.headers), auth=signer, classify=aws_error
-    )
+    endpoint = Endpoint.for_model(settings, transports, url, auth=signer, classify=aws_error)
     return SageMakerProvider(options, endpoint)
 
 

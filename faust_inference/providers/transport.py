@@ -1,4 +1,4 @@
-"""HTTP for every provider: one pooled aiohttp session per origin, errors mapped once.
+"""HTTP for every provider: one pooled aiohttp session per origin, failures mapped once.
 
 aiohttp, not httpx: against one 20 ms endpoint on the project's 2-core test
 machines, 1,000 requests at 50 in flight, aiohttp 3.x sustained 1,680-2,030
@@ -6,49 +6,68 @@ requests/s and httpx 0.28 99-115 (``benchmarks/`` re-measures it), and Faust
 already depends on aiohttp. Nothing outside this module imports aiohttp, so
 the client can be swapped in one place.
 
-Every failure leaves this module as a :mod:`faust_inference.exceptions`
-error with ``retryable`` set; URLs in messages lose their query string and
-known secrets are scrubbed, so an error can be logged as it is.
+A transport only moves bytes: it sends one request and returns the status,
+headers and body, or raises :class:`~faust_inference.TransportError` /
+:class:`~faust_inference.InferenceTimeout` when no whole answer arrived, or
+:class:`~faust_inference.ResponseTooLarge` when the body passes the cap.
+Reading statuses and bodies is the :class:`~faust_inference.providers.Endpoint`'s job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-import time
-from collections.abc import Iterable, Mapping
-from email.utils import parsedate_to_datetime
-from typing import Any
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
 
-from faust_inference.exceptions import (
-    ClientError,
-    InferenceTimeout,
-    RateLimited,
-    ResponseDecodeError,
-    ServerError,
-    TransportError,
-)
+from faust_inference.exceptions import InferenceTimeout, ResponseTooLarge, TransportError
+from faust_inference.providers.redaction import redact_url, scrub
 
-__all__ = ["HttpTransport", "TransportPool", "parse_retry_after"]
+__all__ = ["HttpTransport", "Response", "Transport", "TransportPool"]
 
-_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-_TOKEN_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+|key=[^&\s\"']+)")
-_BODY_EXCERPT = 300
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+class Response(NamedTuple):
+    """One whole answer: status, headers and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport(Protocol):
+    """Sends one request and returns the whole answer; what an Endpoint needs to send."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> Response:
+        """Send one request.
+
+        Raises:
+            TransportError: no whole answer (refused, reset, dropped).
+            ResponseTooLarge: the body passed ``max_bytes``.
+        """
+        ...
 
 
 class HttpTransport:
     """A keep-alive connection pool to one origin (scheme, host, port).
 
-    Created by :class:`TransportPool`; providers call :meth:`post_json`.
+    Created by :class:`TransportPool`; endpoints call :meth:`request`.
 
     Example:
         >>> async def call(transport: HttpTransport):
-        ...     return await transport.post_json("http://127.0.0.1:8080/v2/models/m/infer",
-        ...                                      {"inputs": []})
+        ...     return await transport.request(
+        ...         "GET", "http://127.0.0.1:8080/v2/health/ready", None, {})
     """
 
     __slots__ = ("_session", "origin")
@@ -77,59 +96,34 @@ class HttpTransport:
             self._session = session
         return session
 
-    async def post_json(
-        self,
-        url: str,
-        payload: Any,
-        *,
-        headers: Mapping[str, str] | None = None,
-        secrets: Iterable[str] = (),
-    ) -> Any:
-        """POST ``payload`` as JSON and return the decoded JSON answer.
-
-        Args:
-            url: the full URL.
-            payload: anything orjson can encode.
-            headers: extra headers, credentials included; never echoed in errors.
-            secrets: strings to scrub from any error message built from the answer.
-
-        Raises:
-            TransportError: no answer (connection refused or reset).
-            RateLimited: 429, with the server's ``Retry-After``.
-            ServerError: 5xx.
-            ClientError: another non-2xx status.
-            ResponseDecodeError: a 2xx answer that is not JSON.
-        """
-        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-        all_headers = {**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
-        status, resp_headers, data = await self.request("POST", url, body, all_headers)
-        if status >= 300:
-            raise status_error(status, resp_headers, data, url, secrets)
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise ResponseDecodeError(
-                f"{redact_url(url)} answered {status} with a body that is not JSON: "
-                f"{_excerpt(data, secrets)!r}"
-            ) from exc
-
     async def request(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> tuple[int, Mapping[str, str], bytes]:
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> Response:
         """Send one request; returns status, headers and the whole body.
+
+        The body is read in chunks and reading stops as soon as it passes
+        ``max_bytes`` (a declared ``Content-Length`` over it fails before
+        reading), so one huge answer cannot take the worker's memory.
 
         Raises:
             TransportError: the connection failed before a whole answer arrived.
             InferenceTimeout: the socket timed out.
+            ResponseTooLarge: the body passed ``max_bytes``.
         """
         try:
             async with self._client().request(method, url, data=body, headers=headers) as resp:
-                return resp.status, resp.headers, await resp.read()
+                return Response(resp.status, resp.headers, await _read(resp, url, max_bytes))
         except TimeoutError as exc:
             raise InferenceTimeout(f"{method} {redact_url(url)} timed out") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(
-                f"{method} {redact_url(url)} failed: {type(exc).__name__}: {_safe(str(exc))}"
+                f"{method} {redact_url(url)} failed: {type(exc).__name__}: {scrub(str(exc))}"
             ) from exc
         except OSError as exc:
             raise TransportError(
@@ -143,8 +137,35 @@ class HttpTransport:
         self._session = None
 
 
+async def _read(resp: aiohttp.ClientResponse, url: str, max_bytes: int) -> bytes:
+    declared = resp.content_length
+    if declared is not None and declared > max_bytes:
+        raise _too_large(url, max_bytes, f"declares {declared} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(url, max_bytes, f"passed {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(url: str, max_bytes: int, what: str) -> ResponseTooLarge:
+    return ResponseTooLarge(
+        f"{redact_url(url)}: the answer {what}, over the model's max_response_bytes="
+        f"{max_bytes}; raise max_response_bytes= or ask for less (smaller batch_size)"
+    )
+
+
 class TransportPool:
-    """Hands out one :class:`HttpTransport` per origin, so models on one server share sockets."""
+    """Hands out one :class:`HttpTransport` per origin, so models on one server share sockets.
+
+    Example:
+        >>> pool = TransportPool()
+        >>> pool.get("http://127.0.0.1:8080/a") is pool.get("http://127.0.0.1:8080/b")
+        True
+    """
 
     __slots__ = ("_transports",)
 
@@ -154,7 +175,7 @@ class TransportPool:
     def get(self, url: str) -> HttpTransport:
         """The transport for ``url``'s origin."""
         parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
         transport = self._transports.get(origin)
         if transport is None:
             transport = self._transports[origin] = HttpTransport(origin)
@@ -164,65 +185,3 @@ class TransportPool:
         """Close every transport."""
         transports, self._transports = list(self._transports.values()), {}
         await asyncio.gather(*(t.aclose() for t in transports), return_exceptions=True)
-
-
-def status_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    url: str,
-    secrets: Iterable[str] = (),
-) -> ClientError | RateLimited | ServerError:
-    """The exception for a non-2xx answer; the one place statuses are classified."""
-    message = f"{redact_url(url)} answered {status}: {_excerpt(body, secrets)}"
-    retry_after = parse_retry_after(headers.get("Retry-After"))
-    if status == 429:
-        return RateLimited(message, status=status, retry_after=retry_after)
-    if status >= 500 or status == 408:
-        return ServerError(message, status=status, retry_after=retry_after)
-    return ClientError(message, status=status, retry_after=retry_after)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
-
-    Example:
-        >>> parse_retry_after("1.5")
-        1.5
-        >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
-        10.0
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query string or user info, where keys tend to hide."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def _safe(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _TOKEN_LIKE.sub("***", text)
-
-
-def _excerpt(body: bytes, secrets: Iterable[str] = ()) -> str:
-    text = body[:_BODY_EXCERPT].decode("utf-8", "replace")
-    if len(body) > _BODY_EXCERPT:
-        text += "..."
-    return _safe(text, secrets)

@@ -31,12 +31,19 @@ Wire formats:
   ``models.batchEmbedContents`` (``{"requests": [...]}`` -> ``{"embeddings":
   [{"values"}]}``) when ``batch_size`` > 1; the key goes in ``x-goog-api-key``.
 
+Chat inputs (:mod:`.chat`): system messages of the input, after
+``system_prompt=``, become ``systemInstruction`` (Gemini and Vertex take no
+``system`` role); ``assistant`` becomes ``model``; a dict with ``contents``
+is sent as the API's own body. With ``output_type=SomePydanticModel``,
+``generationConfig`` asks for ``application/json`` in the model's schema
+(``responseSchema``), and the output is the validated object.
+
 Options:
     project, location: Vertex only (else the connection's ``project``/``region``,
         else the credentials' project and ``us-central1``).
     api_version: ``v1`` (Vertex) or ``v1beta`` (Gemini) by default.
     parameters: Vertex ``parameters``; Gemini/Vertex ``generationConfig`` for chat.
-    system_prompt: ``systemInstruction`` for string inputs.
+    system_prompt: ``systemInstruction`` (before the input's own system messages).
     task_type, output_dimensionality: embedding options.
 """
 
@@ -49,10 +56,15 @@ from urllib.parse import quote, urlsplit
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
-from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.base import ProviderOptions, describe, parse_options, resolve_api_key
-from faust_inference.providers.cloud import CloudEndpoint, TokenAuth
-from faust_inference.providers.gcp import google_credentials, google_error, google_token_cache
+from faust_inference.exceptions import ConfigurationError, ResponseDecodeError
+from faust_inference.providers.auth.google import google_credentials, google_token_cache
+from faust_inference.providers.auth.keys import resolve_api_key
+from faust_inference.providers.auth.tokens import TokenAuth
+from faust_inference.providers.chat import chat_request, require_text
+from faust_inference.providers.classify import google_error
+from faust_inference.providers.endpoint import Endpoint
+from faust_inference.providers.options import ProviderOptions, parse_options
+from faust_inference.providers.structured import StructuredOutput, structured_output
 from faust_inference.providers.transport import TransportPool
 from faust_inference.results import Usage
 
@@ -77,8 +89,14 @@ class GoogleProvider:
     """One predict, generateContent or embed call per request."""
 
     def __init__(
-        self, options: GoogleOptions, endpoint: CloudEndpoint, mode: Mode, model: str
+        self,
+        options: GoogleOptions,
+        endpoint: Endpoint,
+        mode: Mode,
+        model: str,
+        structured: StructuredOutput | None = None,
     ) -> None:
+        self.structured = structured
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
@@ -98,7 +116,7 @@ class GoogleProvider:
             predictions = _list(answer, "predictions", len(inputs), self.url)
             version = answer.get("modelVersionId") or answer.get("deployedModelId")
             return Predictions(predictions, model_version=str(version) if version else None)
-        texts = [_text(v) for v in inputs]
+        texts = [require_text(v) for v in inputs]
         if self.mode == "embed_predict":
             return await self._embed_predict(texts)
         extra: dict[str, Any] = {}
@@ -119,6 +137,10 @@ class GoogleProvider:
             return Predictions([item["values"] for item in items])
         except (KeyError, TypeError):
             raise ResponseDecodeError(f"{self.url}: an embedding has no values") from None
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this provider sends (to scrub from messages)."""
+        return self.endpoint.secrets()
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
@@ -148,26 +170,23 @@ class GoogleProvider:
         return Predictions(vectors, usage=Usage(tokens, 0))
 
     async def _generate(self, value: Any) -> Predictions:
-        body: dict[str, Any] = {}
-        if isinstance(value, str):
-            body["contents"] = [{"role": "user", "parts": [{"text": value}]}]
-            if self.options.system_prompt:
-                body["systemInstruction"] = _parts(self.options.system_prompt)
-        elif isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
-            body["contents"] = [_content(m) for m in value]
-        elif isinstance(value, dict) and isinstance(value.get("contents"), list):
-            body.update(value)
-        else:
-            raise InvalidInput(
-                "input",
-                "a generateContent input must be a string, a list of messages or a dict with "
-                f"'contents'; got {describe(value)}",
-            )
-        if self.options.parameters:
-            body["generationConfig"] = {
-                **self.options.parameters,
-                **body.get("generationConfig", {}),
-            }
+        request = chat_request(
+            value,
+            system_prompt=self.options.system_prompt,
+            native_key="contents",
+            what="a generateContent input",
+        )
+        body: dict[str, Any] = dict(request.extra)
+        if request.messages:
+            body["contents"] = [_content(m) for m in request.messages]
+        if request.system and "systemInstruction" not in body:
+            # Gemini and Vertex have no system role: instructions go apart.
+            body["systemInstruction"] = _parts("\n\n".join(request.system))
+        config = {**self.options.parameters, **body.get("generationConfig", {})}
+        if self.structured is not None:
+            config.update(self.structured.gemini_generation_config())
+        if config:
+            body["generationConfig"] = config
         answer = await self.endpoint.post(body)
         try:
             candidate = answer["candidates"][0]
@@ -184,7 +203,10 @@ class GoogleProvider:
             int(meta.get("promptTokenCount") or 0), int(meta.get("candidatesTokenCount") or 0)
         )
         version = answer.get("modelVersion")
-        return Predictions([text], usage=usage, model_version=str(version) if version else None)
+        output: Any = text
+        if self.structured is not None:
+            output = self.structured.validate_text(text, self.url, self.secrets())
+        return Predictions([output], usage=usage, model_version=str(version) if version else None)
 
 
 def create(settings: ModelSettings, transports: TransportPool) -> GoogleProvider:
@@ -220,10 +242,11 @@ def create(settings: ModelSettings, transports: TransportPool) -> GoogleProvider
         resource = f"{parent}/{resource}"
     url = f"{base}/{options.api_version or 'v1'}/{resource}:{method}"
     auth = TokenAuth(google_token_cache(credentials, what))
-    endpoint = CloudEndpoint(
-        url, transports.get(url), dict(settings.headers), auth=auth, classify=google_error
+    endpoint = Endpoint.for_model(settings, transports, url, auth=auth, classify=google_error)
+    structured = structured_output(
+        settings, supported=mode == "generate", what=f"vertex's {method}"
     )
-    return GoogleProvider(options, endpoint, mode, target)
+    return GoogleProvider(options, endpoint, mode, target, structured)
 
 
 def create_gemini(settings: ModelSettings, transports: TransportPool) -> GoogleProvider:
@@ -250,11 +273,19 @@ def create_gemini(settings: ModelSettings, transports: TransportPool) -> GoogleP
     else:
         mode, method = "generate", "generateContent"
     url = f"{base}/{options.api_version or 'v1beta'}/models/{quote(model, safe='')}:{method}"
-    headers = {**settings.headers, **({"x-goog-api-key": key} if key else {})}
-    endpoint = CloudEndpoint(
-        url, transports.get(url), headers, (key,) if key else (), classify=google_error
+    endpoint = Endpoint.for_model(
+        settings,
+        transports,
+        url,
+        key=key,
+        key_header="x-goog-api-key",
+        key_scheme="",
+        classify=google_error,
     )
-    return GoogleProvider(options, endpoint, mode, model)
+    structured = structured_output(
+        settings, supported=mode == "generate", what=f"gemini's {method}"
+    )
+    return GoogleProvider(options, endpoint, mode, model, structured)
 
 
 def _parts(text: str) -> dict[str, Any]:
@@ -265,15 +296,15 @@ def _content(message: dict[str, Any]) -> dict[str, Any]:
     role = "model" if message["role"] == "assistant" else message["role"]
     if "parts" in message:
         return {**message, "role": role}
-    return {"role": role, **_parts(str(message.get("content", "")))}
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            "input", f"an embedding input must be a non-empty string, got {describe(value)}"
-        )
-    return value
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI-style content parts: keep the text ones
+        return {
+            "role": role,
+            "parts": [
+                {"text": str(p["text"])} for p in content if isinstance(p, dict) and "text" in p
+            ],
+        }
+    return {"role": role, **_parts("" if content is None else str(content))}
 
 
 def _list(answer: Any, key: str, n: int, url: str) -> list[Any]:

@@ -1,7 +1,8 @@
 """A provider from outside faust_inference: echoes each input with a suffix.
 
-It uses only the public provider API (``ProviderOptions``, ``parse_options``,
-``Predictions``), which is all a third-party provider needs.
+It imports only from the public provider API, ``faust_inference.providers``
+(``ProviderOptions``, ``parse_options``, ``Predictions``, ``TransportPool``),
+which is all a third-party provider needs.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from faust_inference import ModelSettings, Predictions
-from faust_inference.providers.base import ProviderOptions, parse_options
-from faust_inference.providers.transport import TransportPool
+from faust_inference.config import ModelSettings
+from faust_inference.providers import Predictions, ProviderOptions, TransportPool, parse_options
 
 
 class EchoOptions(ProviderOptions):

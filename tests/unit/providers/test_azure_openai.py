@@ -13,7 +13,8 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from faust_inference import ClientError, ConfigurationError, ModelRegistry, RateLimited, ServerError
-from faust_inference.providers.azure import COGNITIVE_SCOPE, azure_error
+from faust_inference.providers.auth.entra import COGNITIVE_SCOPE
+from faust_inference.providers.classify import azure_error
 
 from .cloud_fake import FakeCloud, Received, json_reply
 
@@ -268,7 +269,7 @@ def test_endpoint_is_required_and_azure_identity_is_optional(monkeypatch):
 
 async def test_token_failures_are_retryable_and_an_old_valid_token_is_kept():
     from faust_inference import TransportError
-    from faust_inference.providers.cloud import TokenCache
+    from faust_inference.providers import TokenCache
 
     outcomes = [("t1", time.time() + 100), RuntimeError(f"secret {KEY}")]
 

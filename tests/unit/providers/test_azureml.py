@@ -16,7 +16,8 @@ from azure.core.credentials import AccessToken
 
 from faust_inference import ClientError, RateLimited, ServerError
 from faust_inference.exceptions import RetriesExhausted
-from faust_inference.providers.azure import ML_SCOPE, azure_error
+from faust_inference.providers.auth.entra import ML_SCOPE
+from faust_inference.providers.classify import azure_error
 
 from .cloud_fake import FakeCloud, Received, json_reply
 

@@ -12,7 +12,7 @@ import pytest
 
 from faust_inference import ClientError, ConfigurationError, InvalidInput, RateLimited, ServerError
 from faust_inference.exceptions import RetriesExhausted
-from faust_inference.providers.aws import aws_error
+from faust_inference.providers.classify import aws_error
 
 from .cloud_fake import FakeCloud, Received, json_reply, verify_sigv4
 

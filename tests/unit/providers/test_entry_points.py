@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from faust_inference import ConfigurationError, ModelRegistry
-from faust_inference.providers.base import available_providers, provider_factory
+from faust_inference.providers import available_providers, provider_factory
 
 from .cloud_fake import FakeCloud, json_reply
 

@@ -1,7 +1,7 @@
 import pytest
 
 from faust_inference import ClientError, RateLimited, ServerError
-from faust_inference.providers.transport import (
+from faust_inference.providers import (
     TransportPool,
     parse_retry_after,
     redact_url,

@@ -16,7 +16,8 @@ import pytest
 
 from faust_inference import ClientError, ConfigurationError, ModelRegistry, RateLimited, ServerError
 from faust_inference.exceptions import ResponseDecodeError, RetriesExhausted
-from faust_inference.providers.gcp import CLOUD_PLATFORM, google_error
+from faust_inference.providers.auth.google import CLOUD_PLATFORM
+from faust_inference.providers.classify import google_error
 
 from .cloud_fake import FakeCloud, Received, json_reply
 

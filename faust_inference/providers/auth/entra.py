@@ -1,4 +1,4 @@
-"""Azure for the azure_openai and azureml providers: keys or Entra ID tokens, Azure errors.
+"""Azure keys or Entra ID tokens, for the azure_openai and azureml providers.
 
 A model authenticates with, in this order:
 
@@ -17,22 +17,13 @@ and reused until five minutes before they expire (:class:`.TokenCache`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from faust_inference.config import ModelSettings
-from faust_inference.exceptions import ConfigurationError, RemoteError
-from faust_inference.providers.base import resolve_api_key
-from faust_inference.providers.cloud import (
-    TokenAuth,
-    TokenCache,
-    error_json,
-    header,
-    reclassify,
-    require,
-)
-from faust_inference.providers.transport import status_error
+from faust_inference.exceptions import ConfigurationError
+from faust_inference.providers.auth.keys import api_key_header, resolve_api_key
+from faust_inference.providers.auth.sdk import require
+from faust_inference.providers.auth.tokens import TokenAuth, TokenCache
 
-__all__ = ["AzureAuth", "azure_auth", "azure_error"]
+__all__ = ["COGNITIVE_SCOPE", "ML_SCOPE", "AzureAuth", "azure_auth"]
 
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 """Entra ID scope of Azure OpenAI (Azure AI services)."""
@@ -41,7 +32,13 @@ ML_SCOPE = "https://ml.azure.com/.default"
 
 
 class AzureAuth:
-    """Either a static API-key header or a :class:`TokenAuth`; see :func:`azure_auth`."""
+    """Either a static API-key header or a :class:`TokenAuth`; see :func:`azure_auth`.
+
+    Attributes:
+        headers: the static key header (empty with a token).
+        secrets: the key, to scrub.
+        token: the Entra ID token auth (None with a key).
+    """
 
     __slots__ = ("headers", "secrets", "token")
 
@@ -80,7 +77,7 @@ def azure_auth(
 
 
 def _key(key: str, header: str, scheme: str) -> AzureAuth:
-    return AzureAuth({header: f"{scheme} {key}" if scheme else key}, (key,), None)
+    return AzureAuth(api_key_header(key, header=header, scheme=scheme), (key,), None)
 
 
 def _token_fetcher(settings: ModelSettings, scope: str, what: str) -> _Fetch:
@@ -116,45 +113,3 @@ class _Fetch:
     def __call__(self) -> tuple[str, float]:
         token = self.credential.get_token(self.scope)  # type: ignore[attr-defined]
         return str(token.token), float(token.expires_on)
-
-
-def azure_error(
-    status: int, headers: Mapping[str, str], body: bytes, url: str, secrets: tuple[str, ...]
-) -> RemoteError:
-    """Our exception for an Azure error answer.
-
-    - ``retry-after-ms`` / ``x-ms-retry-after-ms`` (Azure OpenAI) give the
-      wait in milliseconds when ``Retry-After`` is absent.
-    - Azure ML answers 424 when the model container failed, with the
-      container's status in ``ms-azureml-model-error-statuscode``: that status
-      decides the class (a container's 503 is retried, its 400 is not).
-    - The error ``code`` of an ``{"error": {"code", "message"}}`` body
-      (``DeploymentNotFound``, ``content_filter`` ...) prefixes the message.
-
-    Example:
-        >>> e = azure_error(429, {"retry-after-ms": "1500"}, b'{"error": {"code": "429"}}',
-        ...                 "https://x.openai.azure.com/openai/deployments/d/embeddings", ())
-        >>> type(e).__name__, e.retry_after
-        ('RateLimited', 1.5)
-    """
-    default = status_error(status, headers, body, url, secrets)
-    cls: type[RemoteError] | None = None
-    original = header(headers, "ms-azureml-model-error-statuscode")
-    if status == 424 and original and original.isdigit():
-        cls = type(status_error(int(original), {}, b"", url))
-    delay = None
-    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-        value = header(headers, name)
-        if value:
-            try:
-                delay = max(0.0, float(value) / 1000)
-            except ValueError:
-                continue
-            break
-    error = error_json(body).get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    label = str(code) if code and not str(code).isdigit() else None
-    reason = header(headers, "ms-azureml-model-error-reason")
-    if reason and label is None:
-        label = f"model error {original or ''} {reason}".strip()
-    return reclassify(default, cls, label, delay)

@@ -1,4 +1,4 @@
-"""AWS for the bedrock and sagemaker providers: botocore's credentials and SigV4 signer.
+"""AWS SigV4 for the bedrock and sagemaker providers: botocore's credentials and signer.
 
 Requests go through our pooled aiohttp transport, not boto3 (whose calls
 block the event loop); botocore only supplies what must not be written by
@@ -18,106 +18,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust_inference.config import ModelSettings
-from faust_inference.exceptions import (
-    ConfigurationError,
-    RemoteError,
-)
-from faust_inference.providers.cloud import error_json, header, kind_of, reclassify, require
-from faust_inference.providers.transport import status_error
+from faust_inference.exceptions import ConfigurationError
+from faust_inference.providers.auth.sdk import require
 
-__all__ = ["AwsSigner", "aws_error", "aws_signer"]
-
-# Error codes, from botocore's service models (``botocore/data/<service>/*/service-2.json``)
-# and its standard retry mode (``botocore/retries/standard.py``).
-_THROTTLING = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "RequestThrottled",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-        "SlowDown",
-    }
-)
-# Retryable but not a rate signal: botocore models ModelNotReadyException as
-# ``retryable: {throttling: false}`` (Bedrock) and documents it as "wait and try
-# again" (SageMaker: a serverless variant or multi-model endpoint still loading).
-_TRANSIENT = frozenset(
-    {
-        "ModelNotReadyException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalServerException",
-        "InternalServerError",
-        "InternalDependencyException",
-        "ModelTimeoutException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-_AUTH_OR_REQUEST = frozenset(
-    {
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "IncompleteSignature",
-        "MissingAuthenticationToken",
-        "ExpiredTokenException",
-        "ValidationException",
-        "ValidationError",
-        "ResourceNotFoundException",
-        "ServiceQuotaExceededException",
-        "ModelErrorException",
-    }
-)
-
-
-def aws_error(
-    status: int, headers: Mapping[str, str], body: bytes, url: str, secrets: tuple[str, ...]
-) -> RemoteError:
-    """Our exception for an AWS error answer, by its error code first, then its status.
-
-    The code comes from the ``x-amzn-ErrorType`` header (``Code:namespace``)
-    or the body's ``__type``/``code``, as botocore's rest-json parser reads
-    it. SageMaker's ``ModelError`` (424) wraps the container's own answer:
-    it is classified by ``OriginalStatusCode``, so a container that answers
-    503 is retried and one that answers 400 is not.
-
-    Example:
-        >>> e = aws_error(400, {"x-amzn-ErrorType": "ThrottlingException:http://x/"},
-        ...               b'{"message": "Rate exceeded"}', "https://h/p", ())
-        >>> type(e).__name__, e.retryable, e.status
-        ('RateLimited', True, 400)
-    """
-    default = status_error(status, headers, body, url, secrets)
-    data = error_json(body)
-    code = _error_code(headers, data)
-    cls = kind_of(code, throttling=_THROTTLING, transient=_TRANSIENT, final=_AUTH_OR_REQUEST)
-    if code == "ModelError":
-        original = data.get("OriginalStatusCode")
-        if isinstance(original, int):
-            cls = type(status_error(original, {}, b"", url))
-    return reclassify(default, cls, code)
-
-
-def _error_code(headers: Mapping[str, str], data: Mapping[str, Any]) -> str | None:
-    raw = header(headers, "x-amzn-ErrorType") or data.get("__type") or data.get("code")
-    if not isinstance(raw, str) or not raw:
-        return None
-    return raw.split(":", 1)[0].rsplit("#", 1)[-1]
+__all__ = ["AwsSigner", "aws_signer"]
 
 
 class AwsSigner:
     """Signs each request with SigV4 over its exact method, URL, headers and body.
 
     Example:
-        >>> signer = aws_signer(settings, "bedrock", region)          # doctest: +SKIP
-        >>> await signer.headers("POST", url, body, {"Content-Type": "application/json"})
+        >>> signer = aws_signer(settings, "bedrock", region, what="bedrock")  # doctest: +SKIP
+        >>> await signer.headers("POST", url, body, {})  # doctest: +SKIP
         {'X-Amz-Date': '...', 'Authorization': 'AWS4-HMAC-SHA256 Credential=...'}
     """
 

@@ -5,6 +5,7 @@ version in the path: two versions of one real model, told apart by ``r.version``
 """
 
 import asyncio
+import itertools
 import time
 
 from examples.fraud_detection.train import make_transactions
@@ -74,7 +75,7 @@ async def test_a_cli_switch_reaches_both_workers_without_losing_an_event(kafka, 
     for r in sorted(mine, key=lambda r: r["offset"]):
         by_partition.setdefault(r["partition"], []).append(r["version"])
     for versions in by_partition.values():
-        flips = sum(a != b for a, b in zip(versions, versions[1:], strict=False))
+        flips = sum(a != b for a, b in itertools.pairwise(versions))
         assert flips <= 1 and versions[0] == "v1", versions
     after = [r for r in out if r["id"] in late_ids]
     assert {r["version"] for r in after} == {"v2"} and {r["variant"] for r in after} == {"default"}

@@ -26,9 +26,11 @@ from faust_inference.connections import Connection
 __all__ = [
     "CacheSettings",
     "CircuitBreakerSettings",
+    "HedgeSettings",
     "ModelSettings",
     "Price",
     "RateLimitSettings",
+    "ReplicaHealthSettings",
     "RetrySettings",
     "Task",
 ]
@@ -191,9 +193,61 @@ class Price(_Frozen):
         ) / 1e6 + requests * self.per_request
 
 
+class ReplicaHealthSettings(_Frozen):
+    """When a model's replica (one URL of ``endpoint=[...]``) is taken out, and for how long.
+
+    Passive health: no probe requests, only the answers to real ones. A
+    replica is ejected after :attr:`failures` consecutive outages (no answer
+    or 5xx), or when its recent mean latency passes :attr:`outlier_factor`
+    times the median of the other replicas'. After :attr:`eject_time`
+    (doubled at each new ejection, at most :attr:`max_eject_time`) one real
+    request probes it; an answer brings it back. At most :attr:`max_ejected`
+    of the replicas are out at once, so a model never ejects itself dry.
+
+    Example:
+        >>> ReplicaHealthSettings(failures=3, outlier_factor=None).eject_time
+        10.0
+    """
+
+    failures: int = Field(5, ge=1)
+    outlier_factor: float | None = Field(3.0, gt=1)
+    """None turns latency-outlier ejection off."""
+    outlier_min_gap: float = Field(0.005, ge=0)
+    """Seconds a replica must also be slower than the median by, so that jitter
+    between 1 ms and 3 ms is not an outlier."""
+    eject_time: float = Field(10.0, gt=0)
+    max_eject_time: float = Field(300.0, gt=0)
+    max_ejected: float = Field(0.5, ge=0, lt=1)
+    """Fraction of the replicas that may be ejected at once (always one fewer than all)."""
+
+
+class HedgeSettings(_Frozen):
+    """Hedged requests: a slow call gets a copy on another replica; the first answer wins.
+
+    ``hedge=True`` on a model means ``HedgeSettings()``. When a call has not
+    answered after :attr:`delay` (default: the model's recent 95th-percentile
+    latency), the same request goes to another replica (the same one if
+    there is only one); the first answer is taken, the other call cancelled.
+    The :attr:`budget` caps the copies at a fraction of the requests, so a
+    slow server is not sent twice its load.
+
+    Example:
+        >>> HedgeSettings(delay=0.05, budget=0.02).budget
+        0.02
+    """
+
+    delay: float | None = Field(None, gt=0)
+    """Seconds before the copy is sent; None: the recent p95 of this model's calls."""
+    budget: float = Field(0.05, gt=0, le=1)
+    """At most this fraction of requests is sent again."""
+    min_samples: int = Field(20, ge=1)
+    """Latencies seen before the p95 is trusted; no hedging before."""
+
+
 _ON_OFF_DEFAULTS: dict[str | None, type[BaseModel]] = {
     "circuit_breaker": CircuitBreakerSettings,
     "cache": CacheSettings,
+    "hedge": HedgeSettings,
 }
 
 
@@ -213,6 +267,13 @@ class ModelSettings(_Frozen):
     name: str
     provider: str
     endpoint: str | None = None
+    """The model's URL; given a list (replicas), the first, and :attr:`endpoints` holds all."""
+    endpoints: tuple[str, ...] = ()
+    """Every replica's URL when ``endpoint=[...]`` listed several; balanced by least in flight."""
+    replicas: ReplicaHealthSettings = Field(default_factory=ReplicaHealthSettings)
+    """When a replica is ejected and probed back (with several endpoints)."""
+    hedge: HedgeSettings | None = None
+    """Hedged requests (``True`` for the defaults); off by default."""
     remote_name: str | None = None
     """Name of the model on the server; defaults to :attr:`name`."""
     version: str | None = None
@@ -276,7 +337,7 @@ class ModelSettings(_Frozen):
             return RateLimitSettings(requests_per_second=value)
         return value
 
-    @field_validator("circuit_breaker", "cache", mode="before")
+    @field_validator("circuit_breaker", "cache", "hedge", mode="before")
     @classmethod
     def _on_off_shorthand(cls, value: Any, info: ValidationInfo) -> Any:
         # True: the settings' defaults; False: off.
@@ -285,6 +346,25 @@ class ModelSettings(_Frozen):
         if value is False:
             return None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_list(cls, data: Any) -> Any:
+        # endpoint=[a, b, c]: replicas; settings.endpoint stays one URL (the first).
+        if isinstance(data, dict) and isinstance(data.get("endpoint"), list | tuple):
+            urls = list(data["endpoint"])
+            if not urls:
+                raise ValueError("endpoint=[] lists no URL; give one or more")
+            data = {**data, "endpoint": urls[0], "endpoints": urls}
+        return data
+
+    @field_validator("endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        urls = tuple(cls._check_endpoint(v) or "" for v in value)
+        if len(set(urls)) != len(urls):
+            raise ValueError(f"endpoint lists a URL twice: {list(urls)}")
+        return urls
 
     @field_validator("endpoint")
     @classmethod
@@ -313,6 +393,11 @@ class ModelSettings(_Frozen):
     def has_default_output(self) -> bool:
         """Whether a default output was given (``None`` is a valid default)."""
         return "default_output" in self.model_fields_set
+
+    @property
+    def replica_urls(self) -> tuple[str, ...]:
+        """Every URL of the model: :attr:`endpoints`, or the one :attr:`endpoint`."""
+        return self.endpoints or ((self.endpoint,) if self.endpoint else ())
 
     @property
     def target(self) -> str:

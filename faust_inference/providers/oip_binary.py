@@ -32,9 +32,9 @@ Both are chosen by the ``kserve`` provider's options (``binary=True``,
 Example:
     >>> body, headers = encode_request(
     ...     {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]})
-    >>> headers["Inference-Header-Content-Length"], len(body) - int(
-    ...     headers["Inference-Header-Content-Length"])
-    ('115', 8)
+    >>> split = int(headers["Inference-Header-Content-Length"])
+    >>> body[split:] == to_raw("FP32", [1.0, 2.0])       # 8 bytes after the JSON header
+    True
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from faust_inference.exceptions import ClientError, InvalidInput, ResponseDecodeError
-from faust_inference.providers.classify import status_error
+from faust_inference.providers.endpoint import Endpoint
 from faust_inference.providers.redaction import redact_url
-from faust_inference.providers.transport import HttpTransport
 
 __all__ = [
     "GZIP_MIN_BYTES",
@@ -220,48 +219,43 @@ def decode_response(data: bytes, header_length: str | None, url: str = "answer")
 
 
 class OipRestEndpoint:
-    """One V2 REST URL with a chosen wire format: JSON or binary tensors, gzip or not.
+    """A model's :class:`~faust_inference.providers.Endpoint` with a V2 wire format.
 
-    Has the shape of :class:`~faust_inference.providers.base.JsonEndpoint`
-    (``url`` and ``post(body)`` taking and returning the JSON form), so the
-    kserve provider and :class:`~faust_inference.providers.pool.ReplicaPool`
-    use either without knowing which.
+    Binary tensors and gzip change the body and its headers per request,
+    so this sits on the endpoint's :meth:`~faust_inference.providers.Endpoint.send`:
+    credentials, the size cap and error classification stay the endpoint's.
+    ``post(body)`` takes and returns the protocol's JSON form, like the
+    endpoint's own, so the kserve provider and
+    :class:`~faust_inference.providers.pool.ReplicaPool` use either alike.
 
     Example:
-        >>> endpoint = OipRestEndpoint(
-        ...     "http://127.0.0.1:8080/v2/models/fraud/infer",
-        ...     HttpTransport("http://127.0.0.1:8080"), binary=True)
-        >>> endpoint.binary, endpoint.compression
-        (True, None)
+        >>> from faust_inference.providers import Endpoint, TransportPool
+        >>> wire = OipRestEndpoint(
+        ...     Endpoint("http://127.0.0.1:8080/v2/models/fraud/infer", TransportPool()),
+        ...     binary=True)
+        >>> wire
+        OipRestEndpoint('http://127.0.0.1:8080/v2/models/fraud/infer', binary=True)
 
     Args:
-        url: the model's ``.../infer`` URL.
-        transport: the pooled connection to its origin.
-        headers: extra request headers (credentials included; never in errors).
-        secrets: strings scrubbed from error messages.
+        endpoint: the model's ``.../infer`` endpoint.
         binary: send and ask for binary tensor data.
         compression: ``"gzip"`` to compress request bodies of at least
             :data:`GZIP_MIN_BYTES`; None to send them as they are.
     """
 
-    __slots__ = ("binary", "compression", "headers", "secrets", "transport", "url")
+    __slots__ = ("binary", "compression", "endpoint")
 
     def __init__(
-        self,
-        url: str,
-        transport: HttpTransport,
-        headers: Mapping[str, str] | None = None,
-        secrets: Iterable[str] = (),
-        *,
-        binary: bool = False,
-        compression: str | None = None,
+        self, endpoint: Endpoint, *, binary: bool = False, compression: str | None = None
     ) -> None:
-        self.url = url
-        self.transport = transport
-        self.headers = dict(headers or {})
-        self.secrets = tuple(secrets)
+        self.endpoint = endpoint
         self.binary = binary
         self.compression = compression
+
+    @property
+    def url(self) -> str:
+        """The endpoint's URL."""
+        return self.endpoint.url
 
     async def post(self, body: Mapping[str, Any]) -> Any:
         """Send one V2 request; the answer in JSON form, or one of our errors."""
@@ -269,41 +263,40 @@ class OipRestEndpoint:
             data, headers = encode_request(body)
         else:
             data, headers = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), _JSON_HEADERS
-        headers = {**headers, **self.headers}
         plain = data
         if self.compression == "gzip" and len(data) >= GZIP_MIN_BYTES:
             data = gzip.compress(data, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        status, resp_headers, answer = await self.transport.request(
-            "POST", self.url, data, headers
-        )
-        if status == 415 and data is not plain:
-            logger.warning(
-                "%s refuses gzip-compressed requests (415); sending them uncompressed",
-                redact_url(self.url),
-            )
-            self.compression = None
-            del headers["Content-Encoding"]
-            status, resp_headers, answer = await self.transport.request(
-                "POST", self.url, plain, headers
-            )
-        if status >= 300:
-            error = status_error(status, resp_headers, answer, self.url, self.secrets)
-            if isinstance(error, ClientError) and self.binary and status in (400, 415, 422):
-                # MLServer answers 422 to a body it cannot parse as JSON.
+            headers = {**headers, "Content-Encoding": "gzip"}
+        try:
+            try:
+                response = await self.endpoint.send(data, headers)
+            except ClientError as exc:
+                if exc.status != 415 or data is plain:
+                    raise
+                logger.warning(
+                    "%s refuses gzip-compressed requests (415); sending them uncompressed",
+                    redact_url(self.url),
+                )
+                self.compression = None
+                headers = {k: v for k, v in headers.items() if k != "Content-Encoding"}
+                response = await self.endpoint.send(plain, headers)
+        except ClientError as exc:
+            if self.binary and exc.status in (400, 415, 422):
                 raise ClientError(
-                    f"{error} (sent as binary tensor data: this server may not support "
-                    "the binary extension; use binary=False, or protocol='grpc')",
-                    status=status,
-                ) from error
-            raise error
-        return decode_response(answer, resp_headers.get(HEADER_LENGTH), redact_url(self.url))
+                    f"{exc} (sent as binary tensor data: this server may not support the "
+                    "binary extension; use binary=False, or protocol='grpc')",
+                    status=exc.status,
+                ) from exc
+            raise
+        return decode_response(
+            response.body, response.headers.get(HEADER_LENGTH), redact_url(self.url)
+        )
 
     def __repr__(self) -> str:
-        return (
-            f"OipRestEndpoint({self.url!r}, binary={self.binary}, "
-            f"compression={self.compression!r})"
+        extra = (", binary=True" if self.binary else "") + (
+            f", compression={self.compression!r}" if self.compression else ""
         )
+        return f"OipRestEndpoint({redact_url(self.url)!r}{extra})"
 
 
 def _loads(data: bytes, url: str) -> Any:

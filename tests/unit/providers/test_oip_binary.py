@@ -17,6 +17,7 @@ import pytest
 
 from devtools.fake_endpoint import FakeEndpoint
 from faust_inference.exceptions import ClientError, InvalidInput, ResponseDecodeError
+from faust_inference.providers import Endpoint, TransportPool
 from faust_inference.providers.oip_binary import (
     GZIP_MIN_BYTES,
     HEADER_LENGTH,
@@ -26,7 +27,6 @@ from faust_inference.providers.oip_binary import (
     from_raw,
     to_raw,
 )
-from faust_inference.providers.transport import HttpTransport
 
 
 def _request(rows: int, width: int, datatype: str = "FP64") -> dict[str, object]:
@@ -119,13 +119,13 @@ def test_a_cut_off_binary_answer_is_a_decode_error() -> None:
 
 async def test_binary_round_trip_through_the_fake_endpoint() -> None:
     async with FakeEndpoint() as ep:
-        transport = HttpTransport(ep.url)
+        transports = TransportPool()
         try:
-            url = f"{ep.url}/v2/models/m/infer"
-            binary = await OipRestEndpoint(url, transport, binary=True).post(_request(4, 256))
-            plain = await OipRestEndpoint(url, transport).post(_request(4, 256))
+            endpoint = Endpoint(f"{ep.url}/v2/models/m/infer", transports)
+            binary = await OipRestEndpoint(endpoint, binary=True).post(_request(4, 256))
+            plain = await OipRestEndpoint(endpoint).post(_request(4, 256))
         finally:
-            await transport.aclose()
+            await transports.aclose()
         sent = ep.stats.recent
     assert binary["outputs"][0]["data"] == plain["outputs"][0]["data"]
     assert binary["outputs"][0]["shape"] == [4, 2]
@@ -135,13 +135,15 @@ async def test_binary_round_trip_through_the_fake_endpoint() -> None:
 
 async def test_gzip_compresses_large_bodies_only() -> None:
     async with FakeEndpoint() as ep:
-        transport = HttpTransport(ep.url)
+        transports = TransportPool()
         try:
-            endpoint = OipRestEndpoint(f"{ep.url}/v2/models/m/infer", transport, compression="gzip")
+            endpoint = OipRestEndpoint(
+                Endpoint(f"{ep.url}/v2/models/m/infer", transports), compression="gzip"
+            )
             big = await endpoint.post(_request(16, 256))
             await endpoint.post(_request(1, 2))
         finally:
-            await transport.aclose()
+            await transports.aclose()
         sent = ep.stats.recent
     # The fake records the body as the server read it: decompressed by aiohttp.
     assert sent[0].headers.get("Content-Encoding") == "gzip"
@@ -155,12 +157,14 @@ async def test_gzip_compresses_large_bodies_only() -> None:
 async def test_a_server_refusing_gzip_gets_plain_requests_from_then_on() -> None:
     async with FakeEndpoint() as ep:
         ep.script(415)
-        transport = HttpTransport(ep.url)
+        transports = TransportPool()
         try:
-            endpoint = OipRestEndpoint(f"{ep.url}/v2/models/m/infer", transport, compression="gzip")
+            endpoint = OipRestEndpoint(
+                Endpoint(f"{ep.url}/v2/models/m/infer", transports), compression="gzip"
+            )
             answer = await endpoint.post(_request(16, 256))
         finally:
-            await transport.aclose()
+            await transports.aclose()
         sent = ep.stats.recent
     assert answer["outputs"][0]["shape"] == [16, 2]
     assert [r.headers.get("Content-Encoding") for r in sent] == ["gzip", None]
@@ -170,10 +174,12 @@ async def test_a_server_refusing_gzip_gets_plain_requests_from_then_on() -> None
 async def test_a_server_without_the_extension_is_named_in_the_error() -> None:
     async with FakeEndpoint() as ep:
         ep.script(400)
-        transport = HttpTransport(ep.url)
+        transports = TransportPool()
         try:
-            endpoint = OipRestEndpoint(f"{ep.url}/v2/models/m/infer", transport, binary=True)
+            endpoint = OipRestEndpoint(
+                Endpoint(f"{ep.url}/v2/models/m/infer", transports), binary=True
+            )
             with pytest.raises(ClientError, match="binary=False"):
                 await endpoint.post(_request(1, 2))
         finally:
-            await transport.aclose()
+            await transports.aclose()

@@ -149,6 +149,8 @@ class Lifecycle:
         self.evaluations: dict[str, Any] = {}
         """model name -> its live evaluation, which publishes its windows."""
         self._assigners: dict[str, Assigner] = {}
+        self.web_token: Any = None
+        """The bearer token of web changes (see :func:`faust_inference.web.setup`)."""
         self._last_counts: dict[tuple[str, str], tuple[int, float]] = {}
         self._client: ControlClient | None = None
         self.control = app.GlobalTable(

@@ -21,7 +21,10 @@ app = faust.App(
     env("APP_ID", "it-lifecycle"),
     broker=env("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
     store="memory://",
-    web_enabled=False,
+    web_enabled=bool(env("WEB_PORT")),
+    web_port=int(env("WEB_PORT", "6066")),
+    web_bind="127.0.0.1",
+    web_host="127.0.0.1",
     broker_session_timeout=float(env("SESSION_TIMEOUT", "10")),
     broker_heartbeat_interval=1.0,
     broker_commit_interval=1.0,
@@ -48,6 +51,12 @@ model = app.model(
 )
 model.add_version("v2", endpoint=env("V2_URL", env("V1_URL")), **json.loads(env("V2", "{}")))
 lifecycle(app, shadow_in_flight=int(env("SHADOW_IN_FLIGHT", "16")))
+
+if env("WEB_PORT"):
+    from faust_inference import web
+
+    app.boot_strategy.enable_web = True  # the worker runs with --without-web
+    web.setup(app, token=env("WEB_TOKEN") or None)
 
 if env("LABELS_TOPIC"):
     evaluate_live(app, model, env("LABELS_TOPIC"), window_s=5.0, ttl_s=60.0)

@@ -23,6 +23,17 @@ Options:
     version_in_path: put ``/versions/{version}`` in the URL when a version
         is registered (default true; turn off for servers without versions).
     parameters: request-level ``parameters`` object, sent as is.
+    protocol: ``"rest"`` (default) or ``"grpc"``: the protocol's gRPC service
+        (:mod:`.oip_grpc`, ``pip install 'faust-inference[grpc]'``); then
+        ``endpoint=`` is the server's gRPC address, ``http://host:8081``.
+    binary: send tensors as raw bytes over REST, the binary tensor data
+        extension (:mod:`.oip_binary`): Triton takes it, MLServer's REST
+        server does not (use ``protocol="grpc"`` there, always raw).
+    compression: ``"gzip"`` compresses request bodies (REST: from 1 KiB;
+        gRPC: every message); MLServer and Triton accept it.
+
+``endpoint=[url, url, ...]`` makes a replica pool
+(:mod:`.pool`: least-in-flight, ejection, ``hedge=``).
 
 ``endpoint=`` is the server's root (``http://127.0.0.1:8080``): the provider
 adds ``/v2/models/...``. An endpoint that already ends in ``/v2`` or
@@ -38,6 +49,7 @@ model is :class:`~faust_inference.ModelUnavailable` (an outage, retried).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Sequence
@@ -46,12 +58,20 @@ from urllib.parse import quote
 
 from faust_inference.config import ModelSettings
 from faust_inference.core.provider import Predictions
-from faust_inference.exceptions import ConfigurationError, InvalidInput, ResponseDecodeError
+from faust_inference.exceptions import (
+    ConfigurationError,
+    InvalidInput,
+    ModelNotFound,
+    ResponseDecodeError,
+)
 from faust_inference.providers.auth.keys import resolve_api_key
 from faust_inference.providers.chat import describe
 from faust_inference.providers.classify import model_route_error
 from faust_inference.providers.endpoint import Endpoint
+from faust_inference.providers.oip_binary import OipRestEndpoint
+from faust_inference.providers.oip_grpc import OipGrpcEndpoint
 from faust_inference.providers.options import ProviderOptions, parse_options
+from faust_inference.providers.pool import PoolEndpoint, ReplicaPool
 from faust_inference.providers.readiness import check_ready
 from faust_inference.providers.transport import TransportPool
 
@@ -71,6 +91,9 @@ class KServeOptions(ProviderOptions):
     outputs: list[str] | None = None
     version_in_path: bool = True
     parameters: dict[str, Any] | None = None
+    protocol: Literal["rest", "grpc"] = "rest"
+    binary: bool = False
+    compression: Literal["gzip"] | None = None
 
 
 class KServeProvider:
@@ -78,11 +101,22 @@ class KServeProvider:
 
     max_batch_size: int | None = None
 
-    def __init__(self, options: KServeOptions, endpoint: Endpoint, model: str = "") -> None:
+    def __init__(
+        self,
+        options: KServeOptions,
+        endpoint: Endpoint,
+        model: str = "",
+        *,
+        wire: PoolEndpoint | None = None,
+        replicas: Sequence[tuple[Endpoint, PoolEndpoint]] = (),
+    ) -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
         self.model = model
+        self.wire: PoolEndpoint = wire or endpoint
+        """What requests go through: the endpoint, its binary/gzip or gRPC form, or a pool."""
+        self._replicas = list(replicas) or [(endpoint, self.wire)]
         self._expected_shape = tuple(options.shape) if options.shape is not None else None
         self._requested = [{"name": n} for n in options.outputs] if options.outputs else None
 
@@ -93,7 +127,7 @@ class KServeProvider:
             body["outputs"] = self._requested
         if self.options.parameters:
             body["parameters"] = self.options.parameters
-        answer = await self.endpoint.post(body)
+        answer = await self.wire.post(body)
         return Predictions(self._decode(answer, len(inputs)), model_version=_version(answer))
 
     async def ready(self) -> None:
@@ -103,10 +137,25 @@ class KServeProvider:
             ModelNotFound: the server answers, but has no such model (or path).
             EndpointNotReady: the model is known but still loading, or 5xx.
             TransportError: the server is not reachable.
+
+        With several replicas, one that is ready is enough; a missing model
+        on any of them is a configuration error all the same.
         """
+        results = await asyncio.gather(
+            *(self._ready_one(e, w) for e, w in self._replicas), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        missing = [e for e in errors if isinstance(e, ModelNotFound)]
+        if missing or len(errors) == len(results):
+            raise (missing or errors)[0]
+
+    async def _ready_one(self, endpoint: Endpoint, wire: PoolEndpoint) -> None:
+        if isinstance(wire, OipGrpcEndpoint):
+            await wire.ready()
+            return
         await check_ready(
-            self.endpoint,
-            self.url.removesuffix("/infer") + "/ready",
+            endpoint,
+            endpoint.url.removesuffix("/infer") + "/ready",
             model=self.model,
             fixes=(
                 "remote_name= and version= must name a model the server loaded "
@@ -120,7 +169,10 @@ class KServeProvider:
         return self.endpoint.secrets()
 
     async def aclose(self) -> None:
-        """The transport is shared and closed by its pool."""
+        """Close gRPC channels; HTTP transports are shared and closed by their pool."""
+        close = getattr(self.wire, "aclose", None)
+        if close is not None:
+            await close()
 
     # -- encoding -----------------------------------------------------------------
 
@@ -185,20 +237,47 @@ def create(settings: ModelSettings, transports: TransportPool) -> KServeProvider
             f"model {settings.name!r}: the kserve provider needs endpoint= "
             "(for example http://127.0.0.1:8080)"
         )
-    root = _V2_SUFFIX.sub("", settings.endpoint)
-    if root != settings.endpoint:
-        raise ConfigurationError(
-            f"model {settings.name!r}: endpoint={settings.endpoint!r} already contains the "
-            f"protocol's path; give the server's root, endpoint={root!r}: the provider "
-            "adds /v2/models/{remote_name}[/versions/{version}]/infer itself"
-        )
+    for given in settings.replica_urls:
+        root = _V2_SUFFIX.sub("", given)
+        if root != given:
+            raise ConfigurationError(
+                f"model {settings.name!r}: endpoint={given!r} already contains the "
+                f"protocol's path; give the server's root, endpoint={root!r}: the provider "
+                "adds /v2/models/{remote_name}[/versions/{version}]/infer itself"
+            )
     path = f"/v2/models/{quote(settings.target, safe='')}"
     if settings.version and options.version_in_path:
         path += f"/versions/{quote(settings.version, safe='')}"
-    url = f"{settings.endpoint}{path}/infer"
     key = resolve_api_key(settings, default_env=None, required=False)
-    endpoint = Endpoint.for_model(settings, transports, url, key=key, classify=model_route_error)
-    return KServeProvider(options, endpoint, settings.target)
+    replicas = []
+    for root in settings.replica_urls:
+        endpoint = Endpoint.for_model(
+            settings, transports, f"{root}{path}/infer", key=key, classify=model_route_error
+        )
+        replicas.append((endpoint, _wire(settings, options, root, endpoint)))
+    wires = [w for _, w in replicas]
+    wire: PoolEndpoint = wires[0]
+    if len(wires) > 1 or settings.hedge is not None:
+        wire = ReplicaPool(wires, settings.replicas, hedge=settings.hedge, settings=settings)
+    return KServeProvider(options, replicas[0][0], settings.target, wire=wire, replicas=replicas)
+
+
+def _wire(
+    settings: ModelSettings, options: KServeOptions, root: str, endpoint: Endpoint
+) -> PoolEndpoint:
+    """The wire format the options chose, for one replica."""
+    if options.protocol == "grpc":
+        return OipGrpcEndpoint(
+            root,
+            settings.target,
+            settings.version if options.version_in_path else None,
+            metadata=endpoint.headers,
+            secrets=endpoint.secrets(),
+            compression=options.compression,
+        )
+    if options.binary or options.compression:
+        return OipRestEndpoint(endpoint, binary=options.binary, compression=options.compression)
+    return endpoint
 
 
 # ``/v2``, ``/v2/models``, ``/v2/models/m[/versions/v][/infer|/ready]`` at the end.

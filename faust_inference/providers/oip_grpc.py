@@ -37,8 +37,10 @@ from urllib.parse import urlsplit
 from faust_inference.exceptions import (
     ClientError,
     ConfigurationError,
+    EndpointNotReady,
     InferenceTimeout,
     InvalidInput,
+    ModelNotFound,
     ProviderError,
     RateLimited,
     ResponseDecodeError,
@@ -54,10 +56,11 @@ if TYPE_CHECKING:
 
     from faust_inference.providers import oip_v2_pb2
 
-__all__ = ["INFER_METHOD", "MAX_MESSAGE_BYTES", "OipGrpcEndpoint", "grpc_error"]
+__all__ = ["INFER_METHOD", "MAX_MESSAGE_BYTES", "READY_METHOD", "OipGrpcEndpoint", "grpc_error"]
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 """The protocol's service path (KServe's package is ``inference``)."""
+READY_METHOD = "/inference.GRPCInferenceService/ModelReady"
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 """Largest message either way; gRPC's default of 4 MB is small for batches of embeddings."""
 
@@ -121,6 +124,7 @@ class OipGrpcEndpoint:
         "_infer",
         "_metadata",
         "_pb2",
+        "_ready",
         "_secure",
         "_target",
         "compression",
@@ -156,6 +160,7 @@ class OipGrpcEndpoint:
         self.compression = compression
         self._channel: grpc.aio.Channel | None = None
         self._infer: Any = None
+        self._ready: Any = None
         self._pb2: Any = None
         self._compression: Any = None
         _modules()  # fail at registration, not at the first event, when grpcio is missing
@@ -182,6 +187,11 @@ class OipGrpcEndpoint:
             request_serializer=pb2.ModelInferRequest.SerializeToString,
             response_deserializer=pb2.ModelInferResponse.FromString,
         )
+        self._ready = channel.unary_unary(
+            READY_METHOD,
+            request_serializer=pb2.ModelReadyRequest.SerializeToString,
+            response_deserializer=pb2.ModelReadyResponse.FromString,
+        )
         return self._infer
 
     async def post(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,6 +215,32 @@ class OipGrpcEndpoint:
         except grpc.aio.AioRpcError as exc:
             raise grpc_error(exc, self.url, self.secrets) from None
         return _answer(response, self.url)
+
+    async def ready(self) -> None:
+        """Check that the server serves this model (``ModelReady``), as the REST route does.
+
+        Raises:
+            ModelNotFound: the server answers, but has no such model or version.
+            EndpointNotReady: the model is known but not ready (still loading).
+            TransportError: the server is not reachable.
+        """
+        import grpc
+
+        if self._ready is None:
+            self._connect()
+        request = self._pb2.ModelReadyRequest(name=self.model, version=self.version or "")
+        try:
+            answer = await self._ready(request, metadata=self._metadata or None)
+        except grpc.aio.AioRpcError as exc:
+            error = grpc_error(exc, self.url, self.secrets)
+            if isinstance(error, ClientError) and error.status == 404:
+                raise ModelNotFound(
+                    f"{error}; remote_name= and version= must name a model the server "
+                    "loaded, and endpoint= must be its gRPC port (MLServer: 8081)"
+                ) from None
+            raise error from None
+        if not answer.ready:
+            raise EndpointNotReady(f"{self.url}: the model is not ready yet")
 
     def _request(self, body: Mapping[str, Any]) -> oip_v2_pb2.ModelInferRequest:
         pb2 = self._pb2

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from faust_inference.exceptions import InferenceError
+from faust_inference.providers.redaction import redact_url, scrub, secrets_of
 
 __all__ = ["register_command"]
 
@@ -50,7 +51,8 @@ def register_command(app: Any) -> Any:
             try:
                 output = await model.predict(value)
             except InferenceError as exc:
-                raise SystemExit(f"{type(exc).__name__}: {exc}") from None
+                secrets = secrets_of(model.runner.provider)
+                raise SystemExit(f"{type(exc).__name__}: {scrub(str(exc), secrets)}") from None
             finally:
                 await registry.aclose()
             self.say(orjson.dumps(output, option=orjson.OPT_INDENT_2).decode())
@@ -61,8 +63,15 @@ def register_command(app: Any) -> Any:
 
 
 def describe(models: Any) -> str:
-    """A table of registered models; never shows credentials."""
-    rows = [("name", "provider", "endpoint", "remote name", "version", "task", "limits")]
+    """A table of registered models; never shows credentials.
+
+    Endpoints lose their userinfo and query string (:func:`redact_url`), and
+    every cell is scrubbed of the secrets the model's provider uses.
+    """
+    models = list(models)
+    rows: list[tuple[str, ...]] = [
+        ("name", "provider", "endpoint", "remote name", "version", "task", "limits")
+    ]
     for m in models:
         s = m.settings
         limits = f"{s.max_concurrency} in flight, batch {s.batch_size}, timeout {s.timeout:g}s"
@@ -70,13 +79,18 @@ def describe(models: Any) -> str:
             (
                 s.name,
                 s.provider,
-                s.endpoint or "(default)",
+                redact_url(s.endpoint) if s.endpoint else "(default)",
                 s.target,
                 s.version or "-",
                 s.task,
                 limits,
             )
         )
+    secrets = [secrets_of(m.runner.provider) for m in models]
+    rows[1:] = [
+        tuple(scrub(str(cell), found) for cell in row)
+        for row, found in zip(rows[1:], secrets, strict=True)
+    ]
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -75,6 +75,7 @@ def chat_request(
         native_key: a request field that marks a dict input as the API's own
             body (``contents`` for Gemini); such a dict is passed through as
             ``extra``, untouched.
+        what: how the API calls its input, for messages ("a Converse input").
 
     Raises:
         InvalidInput: any other shape, or an empty user message.

@@ -57,7 +57,14 @@ def _pattern_sub(match: re.Match[str]) -> str:
 
 def _forms(secret: str) -> set[str]:
     """The ways a secret appears in echoed text: as is, URL-encoded, JSON-escaped."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    escaped = json.dumps(secret)[1:-1]
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        escaped,
+        escaped.replace("/", "\\/"),
+    }
     return {f for f in forms if len(f) >= MIN_SECRET}
 
 

@@ -3,7 +3,8 @@
 import pytest
 
 from examples.fraud_detection.train import make_transactions
-from faust_inference import ClientError, InvalidInput, RetriesExhausted
+from faust_inference import InvalidInput, RetriesExhausted
+from faust_inference.exceptions import ModelNotFound, ModelUnavailable
 
 
 async def test_batched_predictions_match_single_ones(mlserver, registry):
@@ -58,8 +59,20 @@ async def test_without_the_shape_option_mlservers_500_ends_in_retries_exhausted(
     assert info.value.last_error.status == 500 and info.value.attempts == 2
 
 
-async def test_unknown_model_is_a_client_error_naming_it(mlserver, registry):
-    model = registry.register("nope", provider="kserve", endpoint=mlserver.url, retries=3)
-    with pytest.raises(ClientError, match="404.*Model nope not found") as info:
+async def test_unknown_model_fails_the_readiness_check_and_is_an_outage_during_the_run(
+    mlserver, registry
+):
+    model = registry.register(
+        "nope", provider="kserve", endpoint=mlserver.url,
+        retries={"max_retries": 1, "initial_backoff": 0.01},
+    )
+    with pytest.raises(ModelNotFound, match=r"/v2/models/nope/ready answered 404.*remote_name="):
+        await model.runner.provider.ready()
+    await registry.register("fraud-ready", provider="kserve", endpoint=mlserver.url,
+                            remote_name="fraud").runner.provider.ready()
+    # Once running, a 404 means the model went away: retried, as an outage.
+    with pytest.raises(RetriesExhausted) as info:
         await model.predict([0.1] * 10)
-    assert info.value.attempts == 1
+    last = info.value.last_error
+    assert isinstance(last, ModelUnavailable) and last.status == 404
+    assert "Model nope not found" in str(last) and info.value.attempts == 2

@@ -31,7 +31,20 @@ and ``provider`` (and ``outcome`` or ``error`` where a count splits):
 ``faust_inference_rate_limit_requests_per_second``  the adaptive request rate now
 ``faust_inference_drift_psi``                  population stability index, by ``feature``
 ``faust_inference_drift_alerts_total``         drift alerts sent, by ``feature``
+``faust_inference_replica_requests_total``     per replica (``replica`` label, with
+                                               ``endpoint=[...]``), by ``outcome``
+``faust_inference_replica_in_flight``          requests awaiting that replica
+``faust_inference_replica_latency_seconds``    its recent mean latency
+``faust_inference_replica_up``                 1 in the pool, 0 ejected or probing
+``faust_inference_replica_ejections_total``    times it was ejected
+``faust_inference_hedges_total``               hedged copies, by ``outcome`` (``sent``,
+                                               ``won``: answered first, ``denied``: no budget)
 ============================================== =========================================
+
+The replica and hedge metrics are read from the live replica pools when
+Prometheus scrapes (:func:`~faust_inference.providers.pool.live_pools`), not
+counted through hooks: the pool lives below the runner, which sees one
+request where the pool may send two.
 
 ``prometheus_client`` is imported only when metrics are set up, so the
 library works without it; a missing extra is named in the error.
@@ -226,6 +239,7 @@ class PrometheusObserver(InferenceHooks):
             "drift_psi", "Population stability index against the reference.", "feature"
         )
         self.drift_alerts = counter("drift_alerts", "Drift alerts sent.", "feature")
+        self.registry.register(_ReplicaCollector())
 
     def _model(self, settings: ModelSettings) -> _Model:
         model = self._models.get(id(settings))
@@ -314,6 +328,60 @@ class PrometheusObserver(InferenceHooks):
         """The metrics in the Prometheus text format."""
         data: bytes = _client().generate_latest(self.registry)
         return data
+
+
+class _ReplicaCollector:
+    """Replica and hedge metrics of every live pool, read at scrape time."""
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked: the families depend on which pools exist
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from faust_inference.providers.pool import live_pools
+
+        labels = [*_LABELS, "replica"]
+        requests = CounterMetricFamily(
+            "faust_inference_replica_requests",
+            "Requests sent to one replica, by outcome.",
+            labels=[*labels, "outcome"],
+        )
+        in_flight = GaugeMetricFamily(
+            "faust_inference_replica_in_flight", "Requests awaiting one replica.", labels=labels
+        )
+        latency = GaugeMetricFamily(
+            "faust_inference_replica_latency_seconds",
+            "Recent mean latency of one replica's answers, in seconds.",
+            labels=labels,
+        )
+        up = GaugeMetricFamily(
+            "faust_inference_replica_up", "1 in the pool, 0 ejected or probing.", labels=labels
+        )
+        ejections = CounterMetricFamily(
+            "faust_inference_replica_ejections", "Times one replica was ejected.", labels=labels
+        )
+        hedges = CounterMetricFamily(
+            "faust_inference_hedges",
+            "Hedged copies of slow requests: sent, won (answered first), denied (no budget).",
+            labels=[*_LABELS, "outcome"],
+        )
+        for pool in live_pools():
+            s = pool.settings
+            model = [s.name, s.version or "", s.provider] if s else ["", "", ""]
+            for r in pool.replicas:
+                at = [*model, r.url]
+                requests.add_metric([*at, "ok"], r.answers)
+                requests.add_metric([*at, "error"], r.failures)
+                requests.add_metric([*at, "cancelled"], r.cancelled)
+                in_flight.add_metric(at, r.in_flight)
+                latency.add_metric(at, r.latency)
+                up.add_metric(at, 1 if r.state == "up" else 0)
+                ejections.add_metric(at, r.ejections)
+            if pool.hedge is not None:
+                for outcome in ("sent", "won", "denied"):
+                    hedges.add_metric([*model, outcome], getattr(pool.hedges, outcome))
+        yield from (requests, in_flight, latency, up, ejections, hedges)
 
 
 def setup(

@@ -269,3 +269,29 @@ async def test_pools_are_listed_for_metrics_until_closed() -> None:
     await pool.aclose()
     assert pool not in list(live_pools())
     assert all(r.closed for r in replicas)
+
+
+async def test_metrics_are_labelled_by_replica() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from faust_inference.sensors.prometheus import PrometheusObserver
+
+    observer = PrometheusObserver(registry=CollectorRegistry())
+    settings = ModelSettings(
+        name="fraud", provider="kserve", endpoint=["http://a:1", "http://b:1"], hedge=True
+    )
+    replicas = [Replica(u) for u in settings.replica_urls]
+    replicas[1].fail = lambda: ServerError("down", status=503)
+    pool = ReplicaPool(replicas, settings.replicas, hedge=settings.hedge, settings=settings)
+    for i in range(4):
+        with contextlib.suppress(ServerError):
+            await pool.post(i)
+    text = observer.render().decode()
+    await pool.aclose()
+    ok = 'faust_inference_replica_requests_total{model="fraud",outcome="ok",provider="kserve",replica="http://a:1",version=""}'
+    failed = 'faust_inference_replica_requests_total{model="fraud",outcome="error",provider="kserve",replica="http://b:1",version=""}'
+    assert f"{ok} {float(pool.replicas[0].answers)}" in text
+    assert f"{failed} {float(pool.replicas[1].failures)}" in text
+    assert pool.replicas[0].answers >= 2 and pool.replicas[1].failures >= 1
+    assert 'faust_inference_replica_up{model="fraud",provider="kserve",replica="http://a:1",version=""} 1.0' in text
+    assert 'faust_inference_hedges_total{model="fraud",outcome="sent",provider="kserve",version=""} 0.0' in text

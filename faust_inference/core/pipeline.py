@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, H
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from faust_inference.config import ModelSettings
 from faust_inference.core.cache import ResultCache
 from faust_inference.core.hooks import EventOutcome
 from faust_inference.core.runner import InferenceRunner, Outcome
@@ -64,7 +65,7 @@ class Envelope(Generic[H]):
 
 
 class _Entry:
-    __slots__ = ("done", "envelope", "error", "future", "handled", "read_at", "variant", "version")
+    __slots__ = ("done", "envelope", "error", "future", "handled", "read_at", "settings", "variant")
 
     def __init__(self, envelope: Envelope[Any], read_at: float) -> None:
         self.envelope = envelope
@@ -73,7 +74,7 @@ class _Entry:
         self.error: BaseException | None = None
         self.done = False
         self.handled = False
-        self.version: str | None = None
+        self.settings: ModelSettings | None = None
         self.variant: str | None = None
 
 
@@ -101,8 +102,10 @@ class StreamInference(Generic[H]):
         cache: answers known inputs and records new results; events are
             submitted through it with their partition.
         route: submits one event's model input to the version that answers
-            it and returns (future, version, variant); replaces the runner
-            and the cache when given (see :mod:`faust_inference.lifecycle`).
+            it and returns (future, that version's settings, variant);
+            replaces the runner and the cache when given (see
+            :mod:`faust_inference.lifecycle`). Hooks then see the version's
+            settings, so metrics carry its version label.
     """
 
     def __init__(
@@ -117,7 +120,7 @@ class StreamInference(Generic[H]):
         max_pending: int = 256,
         cache: ResultCache | None = None,
         route: Callable[
-            [Envelope[H], Any], tuple[asyncio.Future[Outcome], str | None, str | None]
+            [Envelope[H], Any], tuple[asyncio.Future[Outcome], ModelSettings, str | None]
         ]
         | None = None,
     ) -> None:
@@ -217,7 +220,7 @@ class StreamInference(Generic[H]):
                 entry = ready.popleft()
                 if entry.error is not None and self._dead_letter is not None:
                     await self._dead_letter(entry.envelope, entry.error)
-                    self._hooks.on_dead_letter(self._runner.settings, entry.error)
+                    self._hooks.on_dead_letter(entry.settings or self._runner.settings, entry.error)
                     self._event_done(entry, "dead_letter")
                 else:
                     self._current = entry
@@ -262,7 +265,7 @@ class StreamInference(Generic[H]):
                 # Outside the try: a closed runner (the worker is stopping) is
                 # not the event's fault and must not dead-letter it.
                 if self._route is not None:
-                    future, entry.version, entry.variant = self._route(envelope, value)
+                    future, entry.settings, entry.variant = self._route(envelope, value)
                 elif cache is None:
                     future = runner.submit(value)
                 else:
@@ -305,7 +308,7 @@ class StreamInference(Generic[H]):
 
     def _event_done(self, entry: _Entry, outcome: EventOutcome) -> None:
         latency = asyncio.get_running_loop().time() - entry.read_at
-        self._hooks.on_event_done(self._runner.settings, outcome, latency)
+        self._hooks.on_event_done(entry.settings or self._runner.settings, outcome, latency)
 
     async def _release(self, entry: _Entry) -> None:
         await self._ack(entry.envelope)
@@ -319,7 +322,7 @@ class StreamInference(Generic[H]):
                 event=env.value,
                 output=None,
                 model=self._runner.name,
-                version=entry.version or self._runner.settings.version,
+                version=(entry.settings or self._runner.settings).version,
                 variant=entry.variant,
                 attempts=getattr(entry.error, "attempts", 0),
                 key=env.key,

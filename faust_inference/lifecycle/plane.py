@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from faust_inference.config import ModelSettings
 from faust_inference.core.runner import InferenceRunner, Outcome
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.lifecycle import rollout as rollouts
@@ -76,7 +77,7 @@ def lifecycle(app: Any, *, shadow_in_flight: int = 32) -> Lifecycle:
     return plane
 
 
-Route = Callable[[Any, Any], tuple["asyncio.Future[Outcome]", str | None, str | None]]
+Route = Callable[[Any, Any], tuple["asyncio.Future[Outcome]", ModelSettings, str | None]]
 
 
 def stream_router(app: Any, model: Any) -> Route | None:
@@ -91,8 +92,8 @@ def stream_router(app: Any, model: Any) -> Route | None:
     if pinned is not None:
         runner = model.runner
 
-        def route_pinned(envelope: Any, value: Any) -> tuple[Any, str | None, str | None]:
-            return runner.submit(value), pinned, "pinned"
+        def route_pinned(envelope: Any, value: Any) -> tuple[Any, ModelSettings, str | None]:
+            return runner.submit(value), runner.settings, "pinned"
 
         return route_pinned
     plane = getattr(app, "inference_lifecycle", None)
@@ -101,7 +102,7 @@ def stream_router(app: Any, model: Any) -> Route | None:
     name, cache, own, task = model.name, model.cache, model.runner, model.settings.task
     shadow = plane.shadow
 
-    def route(envelope: Any, value: Any) -> tuple[Any, str | None, str | None]:
+    def route(envelope: Any, value: Any) -> tuple[Any, ModelSettings, str | None]:
         key = key_bytes(envelope.key)
         position = key
         if key is None and envelope.offset is not None:
@@ -123,7 +124,7 @@ def stream_router(app: Any, model: Any) -> Route | None:
                     evaluation.predicted(key, version, f.result().output)
 
             future.add_done_callback(record)
-        return future, version, variant
+        return future, runner.settings, variant
 
     return route
 
@@ -310,6 +311,9 @@ class Lifecycle:
         }
 
     async def _publish(self) -> None:
+        from faust_inference.lifecycle.metrics import attach
+
+        attach(self)  # Prometheus may be set up after the lifecycle: checked each time
         for model in list(self.registry.models):
             try:
                 await self.client.put(

@@ -30,3 +30,33 @@ def test_the_page_escapes_what_it_shows_and_says_when_it_is_read_only():
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     assert "Read only" in page and "90%" in page and "10%" in page
     assert report["versions"]["v2"]["requests"] == 1 and report["workers"] == 1
+
+
+async def test_lifecycle_metrics_reach_the_prometheus_registry():
+    import faust
+    from prometheus_client import generate_latest
+
+    from faust_inference import install
+    from faust_inference.lifecycle import lifecycle
+    from faust_inference.lifecycle.metrics import attach
+    from faust_inference.lifecycle.shadow import Agreement
+    from faust_inference.sensors import prometheus
+
+    app = faust.App("unit-lifecycle-metrics", broker="kafka://127.0.0.1:1", store="memory://")
+    install(app)
+    prometheus.setup(app)
+    model = app.model("fraud", provider="http", endpoint="http://127.0.0.1:9", version="v1")
+    model.add_version("v2")
+    plane = lifecycle(app)
+    plane.shadow.sent[("fraud", "v2")] = 5
+    a = plane.shadow.agreement[("fraud", "v1", "v2")] = Agreement("classification")
+    a.compare([0.9, 0.1], [0.2, 0.8])
+    assert attach(plane) and attach(plane)
+    observer = next(o for o in app.inference.hooks.observers if hasattr(o, "registry"))
+    text = generate_latest(observer.registry).decode()
+    assert 'faust_inference_traffic_share{model="fraud",version="v1"} 1.0' in text
+    assert 'faust_inference_shadow_copies_total{model="fraud",outcome="sent",version="v2"} 5.0' in text
+    assert ('faust_inference_shadow_agreement{measure="agreement",model="fraud",primary="v1",'
+            'shadow="v2"} 0.0') in text
+    assert 'primary_class="0",shadow="v2",shadow_class="1"} 1.0' in text
+    await app.inference.aclose()

@@ -233,7 +233,11 @@ class OipGrpcEndpoint:
             answer = await self._ready(request, metadata=self._metadata or None)
         except grpc.aio.AioRpcError as exc:
             error = grpc_error(exc, self.url, self.secrets)
-            if isinstance(error, ClientError) and error.status == 404:
+            # MLServer answers ModelReady for an unknown model with UNKNOWN
+            # ("Unexpected <class 'mlserver.errors.ModelNotFound'>: ... not found").
+            if (isinstance(error, ClientError) and error.status == 404) or (
+                isinstance(error, ServerError) and "not found" in str(error).lower()
+            ):
                 raise ModelNotFound(
                     f"{error}; remote_name= and version= must name a model the server "
                     "loaded, and endpoint= must be its gRPC port (MLServer: 8081)"

@@ -53,7 +53,7 @@ async def test_grpc_readiness_names_a_missing_model(mlserver, registry):
     missing = registry.register(
         "nope", provider="kserve", protocol="grpc", endpoint=grpc_url, version="v1"
     )
-    with pytest.raises(ModelNotFound, match="NOT_FOUND.*gRPC port"):
+    with pytest.raises(ModelNotFound, match="nope.*not found.*gRPC port"):
         await missing.runner.provider.ready()
 
 

@@ -73,6 +73,7 @@ from faust_inference.providers.oip_grpc import OipGrpcEndpoint
 from faust_inference.providers.options import ProviderOptions, parse_options
 from faust_inference.providers.pool import PoolEndpoint, ReplicaPool
 from faust_inference.providers.readiness import check_ready
+from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
 __all__ = ["KServeOptions", "KServeProvider", "create"]
@@ -232,6 +233,7 @@ class KServeProvider:
 def create(settings: ModelSettings, transports: TransportPool) -> KServeProvider:
     """Build a KServe provider from a model's settings."""
     options = parse_options(settings, KServeOptions)
+    structured_output(settings, supported=False, what="the kserve provider (tensors)")
     if settings.endpoint is None:
         raise ConfigurationError(
             f"model {settings.name!r}: the kserve provider needs endpoint= "

@@ -33,7 +33,7 @@ install(app)
 model = app.model(
     "model",
     provider=env("MODEL_PROVIDER", "kserve"),
-    endpoint=env("MODEL_URL"),
+    endpoint=json.loads(env("MODEL_URLS", "null")) or env("MODEL_URL"),  # a list: replicas
     remote_name=env("MODEL_REMOTE_NAME", "fraud"),
     version=env("MODEL_VERSION") or None,
     task=env("MODEL_TASK", "classification"),

@@ -1,0 +1,93 @@
+"""Replica pools in a real Faust worker on the real broker: balancing, ejection, hedging.
+
+The replicas are fake endpoints (the test double), because the faults these
+tests need, a replica that answers 503 to everything and one whose answers
+stall for a second at random, cannot be had from MLServer on command; what
+each replica received is read from its own counters.
+"""
+
+import json
+
+from devtools.fake_endpoint import FakeEndpoint
+from tests.integration.support import Collector, Worker, produce, scoring_topics
+
+N_EVENTS = 400
+
+
+def _events(n):
+    return [{"id": f"e{i:05d}", "x": [[0.1 * (i % 7), 0.2]]} for i in range(n)]
+
+
+async def _score(kafka, tmp_path, urls, n, **options):
+    """Run one worker over ``n`` events with the model on ``urls``; (outputs, dead letters)."""
+    env = {
+        **scoring_topics(kafka),
+        "KAFKA_BROKER": kafka.url,
+        "MODEL_URLS": json.dumps(urls),
+        "BATCH_SIZE": "1",
+        "MAX_CONCURRENCY": "8",
+        "MODEL_OPTIONS": json.dumps({"input_name": "x", **options}),
+    }
+    worker = Worker("tests.integration.apps.scoring", env, tmp_path).start()
+    try:
+        async with Collector(kafka.bootstrap, env["OUT_TOPIC"], env["DLQ_TOPIC"]) as seen:
+            await produce(kafka.bootstrap, env["IN_TOPIC"], _events(n), key=lambda e: e["id"])
+            out, dlq = seen.records[env["OUT_TOPIC"]], seen.records[env["DLQ_TOPIC"]]
+            await seen.wait_for(lambda: len(out) + len(dlq) >= n, 90, workers=[worker])
+    finally:
+        worker.stop()
+    return out, dlq
+
+
+async def test_requests_spread_over_healthy_replicas_and_a_failing_one_is_ejected(kafka, tmp_path):
+    async with (
+        FakeEndpoint(latency=0.01) as a,
+        FakeEndpoint(latency=0.01) as b,
+        FakeEndpoint(latency=0.01, error_rate=1.0) as broken,
+    ):
+        out, dlq = await _score(
+            kafka,
+            tmp_path,
+            [a.url, b.url, broken.url],
+            N_EVENTS,
+            replicas={"failures": 3, "eject_time": 60},
+        )
+        served = {name: ep.stats.by_status[200] for name, ep in (("a", a), ("b", b))}
+        refused = broken.stats.total
+    assert not dlq and {r["id"] for r in out} == {e["id"] for e in _events(N_EVENTS)}
+    assert served["a"] + served["b"] == N_EVENTS
+    # Least in flight: the two healthy replicas share the work.
+    assert min(served.values()) > 0.3 * N_EVENTS
+    # Three 503s in a row eject the broken replica for a minute: it saw a few
+    # requests at the start (several were in flight at once), then none.
+    assert 3 <= refused <= 3 + 8
+
+
+async def test_hedged_requests_go_around_a_stalling_replica(kafka, tmp_path):
+    async with (
+        FakeEndpoint(latency=0.005) as a,
+        FakeEndpoint(latency=0.005) as b,
+        FakeEndpoint(latency=0.005, slow_rate=0.3, slow_latency=1.0) as slow,
+    ):
+        out, dlq = await _score(
+            kafka,
+            tmp_path,
+            [a.url, b.url, slow.url],
+            N_EVENTS,
+            # Outlier ejection off, so that the slow replica keeps its share
+            # and every slow answer is a hedge's to win.
+            replicas={"outlier_factor": None},
+            hedge={"delay": 0.1, "budget": 0.5},
+        )
+        stats = {name: ep.stats for name, ep in (("a", a), ("b", b), ("slow", slow))}
+    assert not dlq and len({r["id"] for r in out}) == N_EVENTS
+    sent = sum(s.total for s in stats.values())
+    answered = sum(s.by_status[200] for s in stats.values())
+    stalled = stats["slow"].faults["slow"]
+    assert stalled > 10
+    # Every stalled call got a copy elsewhere (the budget allows half), the
+    # copy answered first, and the stalled original was cancelled: the server
+    # saw the request go away before it answered.
+    assert sent - N_EVENTS >= stalled * 0.8
+    assert sent - answered >= stalled * 0.8
+    assert stats["slow"].by_status[200] < stats["slow"].total - stalled * 0.8

@@ -71,6 +71,13 @@ fraud = app.model(
     rate_limit=200,  # requests/s for this worker; cut on 429, then recovered
     circuit_breaker={"failures": 5, "reset_timeout": 5.0},  # wait while MLServer is down
 )
+if os.environ.get("FRAUD_MODEL_V2_URL"):
+    # A second version, for the lifecycle walk-through in README.md: MLServer's
+    # latest version of the model (no version in the path) stands in for a retrained one.
+    from faust_inference import web
+
+    fraud.add_version("v2", endpoint=os.environ["FRAUD_MODEL_V2_URL"], version_in_path=False)
+    web.setup(app)  # /inference/; changes need FAUST_INFERENCE_WEB_TOKEN
 
 
 @fraud.preprocess

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import faust
 
@@ -83,6 +84,8 @@ async def score(results):  # type: ignore[no-untyped-def]
                 "version": r.version,
                 "variant": r.variant,
                 "latency_s": r.latency_s,
+                "sent_at": r.event.get("sent_at"),
+                "done_at": time.time(),
                 "partition": r.partition,
                 "offset": r.offset,
                 "pid": os.getpid(),

@@ -34,6 +34,7 @@ class CountingRelay:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     def reset(self) -> None:
         """Start counting again from zero."""
@@ -52,9 +53,12 @@ class CountingRelay:
     ) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Abort the connections rather than cancel their tasks: a cancelled
+        # handler of asyncio.start_server logs a traceback on Python 3.11.
+        for writer in list(self._writers):
+            writer.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 2)
 
@@ -68,6 +72,7 @@ class CountingRelay:
             writer.close()
             self._tasks.discard(task)
             return
+        self._writers |= {writer, up_writer}
         try:
             await asyncio.gather(
                 self._pipe(reader, up_writer, "sent"), self._pipe(up_reader, writer, "received")
@@ -75,6 +80,7 @@ class CountingRelay:
         finally:
             for w in (writer, up_writer):
                 w.close()
+                self._writers.discard(w)
             self._tasks.discard(task)
 
     async def _pipe(

@@ -43,6 +43,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=8, help="embedding dimension")
     p.add_argument("--model", default="fake-model", help="model id reported")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
+    p.add_argument(
+        "--record-limit", type=int, default=1000, help="recent requests kept (0 for big bodies)"
+    )
     return p.parse_args(argv)
 
 
@@ -69,6 +72,7 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
         max_batch=args.max_batch,
         dim=args.dim,
         model=args.model,
+        record_limit=args.record_limit,
     )
     endpoint = FakeEndpoint(config)
     url = await endpoint.start(args.host, args.port)

@@ -21,7 +21,7 @@ from faust_inference.core.cache import MemoryStore, ResultCache
 from faust_inference.core.hooks import HooksDelegate
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError, ModelNotFound
-from faust_inference.providers.base import create_provider
+from faust_inference.providers.registry import create_provider
 from faust_inference.providers.transport import TransportPool
 
 if TYPE_CHECKING:

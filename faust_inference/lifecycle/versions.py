@@ -113,7 +113,7 @@ class ModelVersions:
         """
         if version in self.runners:
             raise ConfigurationError(f"model {self.model.name!r} already has a version {version!r}")
-        from faust_inference.providers.base import create_provider
+        from faust_inference.providers.registry import create_provider
 
         settings = version_settings(self.model.settings, version, overrides)
         registry = self.registry

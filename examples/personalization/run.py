@@ -139,7 +139,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=60.0, help="events per second")
     parser.add_argument("--shoppers", type=int, default=30)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="install and train what is missing, print the model folder, stop")
     args = parser.parse_args()
+    if args.prepare_only:
+        print(f"MODELS={prepare_ranker()}")
+        return 0
 
     say("preparing Kafka jars, the MLServer virtualenv and the ranker (first run: minutes)")
     ensure_jars()

@@ -1,4 +1,4 @@
-"""Watch pumps for developing faults: windowed sensor features scored by an isolation forest.
+"""Watch pumps for developing faults: windowed sensor features scored by a novelty detector.
 
 Run it as any Faust app::
 
@@ -11,9 +11,9 @@ Three agents, every topic keyed by pump (so each pump's state lives on one parti
   30-second window of the ``sensor-windows`` tumbling table (by the reading's own
   timestamp, the Kafka record's). A window closes when the pump's first reading of a
   later window arrives; its features go to ``pump-windows``.
-* ``score`` sends each closed window to the ``pump-health`` model (an isolation forest
-  behind MLServer, Open Inference Protocol V2; 1 normal, -1 anomalous) in
-  micro-batches, and publishes every verdict to ``pump-health``. Windows it cannot
+* ``score`` sends each closed window to the ``pump-health`` model (a local outlier
+  factor novelty detector behind MLServer, Open Inference Protocol V2; 1 normal,
+  -1 anomalous) in micro-batches, and publishes every verdict to ``pump-health``. Windows it cannot
   score after its retries go to ``pump-windows.dlq``.
 * ``alert`` counts anomalous windows in a row per pump (``anomaly-streaks`` table) and
   sends one alert to ``maintenance-alerts`` when the count reaches

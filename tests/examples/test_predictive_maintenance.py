@@ -1,4 +1,4 @@
-"""The predictive-maintenance example, briefly: real broker, real MLServer, isolation forest.
+"""The predictive-maintenance example, briefly: real broker, real MLServer, real detector.
 
 Runs the example's own scenario (``examples/predictive_maintenance/run.py``): six pumps,
 two of them failing from 35% of a 12-minute replay, against a real
@@ -33,9 +33,7 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
         yield server
 
 
-async def test_alerts_for_the_failing_pumps_and_none_for_the_healthy(
-    kafka, detector, start_worker
-):
+async def test_alerts_for_the_failing_pumps_and_none_for_the_healthy(kafka, detector, start_worker):
     app_id = unique("maintenance")
     for topic in topics(app_id):
         kafka.create_topic(topic, partitions=4)
@@ -44,7 +42,7 @@ async def test_alerts_for_the_failing_pumps_and_none_for_the_healthy(
         {"KAFKA_BROKER": kafka.url, "PUMP_MODEL_URL": detector.url, "PUMP_APP_ID": app_id},
     )
     pumps = run_pumps(6, FAILING, MINUTES)
-    run = await scenario(kafka, pumps, MINUTES, speed=240, timeout=60)
+    run = await scenario(kafka, pumps, MINUTES, speed=240, timeout=60, app_id=app_id)
     worker.assert_alive()
 
     windows = int(MINUTES * 60 / WINDOW)

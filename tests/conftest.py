@@ -60,6 +60,19 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def llm() -> Iterator[object]:
+    """SmolLM2-135M-Instruct behind llama-cpp-python's OpenAI-compatible server."""
+    from devtools.llm import LlamaServer
+
+    server = LlamaServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def embeddings() -> Iterator[object]:
     """infinity-emb serving all-MiniLM-L6-v2 behind an OpenAI-compatible API."""
     from devtools.embeddings import EmbeddingServer

@@ -18,7 +18,7 @@ urgent ones also to ``tickets.urgent``.
 Settings (environment): ``LLM_URL``, ``LLM_MODEL``, ``OPENAI_API_KEY`` (only
 needed by servers that check it), ``LLM_JSON_MODE`` (``json_schema``, the
 default, for OpenAI and vLLM; ``json_object`` for llama.cpp's server),
-``LLM_MAX_TOKENS`` and ``LLM_RETRIES``.
+``LLM_MAX_TOKENS``, ``LLM_RETRIES`` and ``TICKETS_TOPIC`` (default ``tickets``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Triage(BaseModel):
 
     category: Literal["billing", "shipping", "technical", "account", "returns"]
     urgent: bool = Field(description="true if the customer is losing money or access now")
-    reply: str = Field(min_length=1, max_length=600, description="a short, polite first reply")
+    reply: str = Field(min_length=1, max_length=300, description="a short, polite first reply")
 
 
 class Ticket(faust.Record, serializer="json"):
@@ -60,7 +60,7 @@ class Ticket(faust.Record, serializer="json"):
 SYSTEM_PROMPT = (
     "You are a support agent for an outdoor-gear web shop. Classify the customer's "
     "ticket into one category: billing, shipping, technical, account or returns. Say "
-    "whether it is urgent. Write a short, polite first reply. Answer in JSON only."
+    "whether it is urgent. Write a polite first reply of one sentence. Answer in JSON only."
 )
 
 support = app.model(
@@ -88,7 +88,7 @@ def ticket_text(ticket: Ticket) -> str:
     return f"Subject: {ticket.subject}\n\n{ticket.body}"
 
 
-tickets = app.topic("tickets", value_type=Ticket)
+tickets = app.topic(os.environ.get("TICKETS_TOPIC", "tickets"), value_type=Ticket)
 answers = app.topic("ticket-answers", value_serializer="json")
 urgent = app.topic("tickets.urgent", value_serializer="json")
 

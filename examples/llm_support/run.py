@@ -65,7 +65,13 @@ class Summary:
 
 
 async def scenario(
-    bootstrap: str, worker: FaustWorker, *, count: int, timeout: float = 300.0, seed: int = 11
+    bootstrap: str,
+    worker: FaustWorker,
+    *,
+    count: int,
+    timeout: float = 300.0,
+    seed: int = 11,
+    topic: str = "tickets",
 ) -> Summary:
     """Send ``count`` tickets and print every outcome until each ticket has one.
 
@@ -84,7 +90,7 @@ async def scenario(
     deadline = time.monotonic() + timeout
     try:
         say(f"sending {count} tickets; answers follow as the model writes them")
-        await send_tickets(bootstrap, run.tickets)
+        await send_tickets(bootstrap, run.tickets, topic)
         while len(run.answers) + len(run.dead) < count:
             if time.monotonic() > deadline:
                 say(f"timed out: {len(run.answers) + len(run.dead)} of {count} have an outcome")

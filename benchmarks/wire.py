@@ -8,7 +8,9 @@ against the fake endpoint (the test double, no latency, in its own process):
 
 1. bytes on the wire per request, both ways, measured by a TCP relay in
    front of the server (``benchmarks/relay.py``: headers and framing
-   included), over 50 single-row requests;
+   included), over 50 single-row requests, and the client's CPU time per
+   request (``time.process_time``: encoding, the HTTP or gRPC stack,
+   decoding; the relay's copying included, the same for every wire);
 2. events/s of one Faust worker (``benchmarks/wire_app.py``) through the
    real broker: 32 requests in flight, batches of up to 16 events; median
    of ``--repeat`` interleaved runs, with min-max.
@@ -31,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,8 +117,8 @@ def row(i: int, width: int) -> list[float]:
 
 async def bytes_per_request(
     host_port: str, kwargs: dict[str, Any], width: int
-) -> tuple[float, float]:
-    """Bytes sent and received per single-row request, through the relay."""
+) -> tuple[float, float, float]:
+    """Bytes sent and received, and client CPU seconds, per single-row request."""
     host, port = host_port.rsplit(":", 1)
     async with CountingRelay(host, int(port)) as relay:
         scheme = "http://"
@@ -125,11 +128,14 @@ async def bytes_per_request(
             model = registry.register("m", batch_size=1, max_concurrency=1, **relayed)
             await model.predict(row(0, width))  # connect first: the handshake is not per request
             relay.reset()
+            cpu = time.process_time()
             for i in range(BYTES_REQUESTS):
                 await model.predict(row(i, width))
+            cpu = time.process_time() - cpu
         finally:
             await registry.aclose()
-        return relay.sent / BYTES_REQUESTS, relay.received / BYTES_REQUESTS
+        n = BYTES_REQUESTS
+        return relay.sent / n, relay.received / n, cpu / n
 
 
 def through_kafka(
@@ -187,7 +193,7 @@ def main() -> None:
         }
         print(f"Kafka {kafka.version}; MLServer {ml.url} (gRPC {ml.grpc_port}); fake {fake_url}; "
               f"logs in {workdir}", flush=True)  # fmt: skip
-        sizes: dict[tuple[str, int, str], tuple[float, float]] = {}
+        sizes: dict[tuple[str, int, str], tuple[float, float, float]] = {}
         for server, urls in servers.items():
             for width in WIDTHS:
                 for wire in SUPPORTED[server]:
@@ -196,13 +202,14 @@ def main() -> None:
                     sizes[server, width, wire] = asyncio.run(
                         bytes_per_request(target, kwargs, width)
                     )
-        print("\nBytes on the wire per single-row request (TCP payload, headers included)\n")
-        print("| server | floats | wire | sent | received | total | vs json |")
-        print("|---|---:|---|---:|---:|---:|---:|")
-        for (server, width, wire), (sent, got) in sizes.items():
-            base = sum(sizes[server, width, "json"])
+        print("\nBytes on the wire per single-row request (TCP payload, headers included),")
+        print("and the client's CPU per request\n")
+        print("| server | floats | wire | sent | received | total | vs json | client CPU µs |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|")
+        for (server, width, wire), (sent, got, cpu) in sizes.items():
+            ratio = (sent + got) / sum(sizes[server, width, "json"][:2])
             print(f"| {server} | {width:,} | {wire} | {sent:,.0f} | {got:,.0f} | "
-                  f"{sent + got:,.0f} | {(sent + got) / base:.2f} |")  # fmt: skip
+                  f"{sent + got:,.0f} | {ratio:.2f} | {cpu * 1e6:,.0f} |")  # fmt: skip
         if args.skip_kafka:
             return
         topics = {}

@@ -20,9 +20,11 @@ or from Python (e.g. a pytest fixture)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -162,6 +164,9 @@ def prepare_model(
 ) -> Path:
     """Run ``train_script --out model_dir`` with the MLServer venv's Python, unless current.
 
+    The script must be inside the repository: it runs as a module from the
+    repository's root (``python -m examples.fraud_detection.train``).
+
     Training runs with the MLServer venv's Python because a joblib pickle is
     only reliably loadable by the scikit-learn version that wrote it. The
     model is retrained when it is missing or older than the venv marker
@@ -194,18 +199,58 @@ def prepare_model(
         if all(mtime >= d.stat().st_mtime for d in deps if d.exists()):
             return model_dir
     _log(f"training {train_script} into {model_dir}")
+    # As a module from the repository root, so that the script can import the
+    # repository's packages (its example's shared code, this module).
+    module = ".".join(train_script.resolve().relative_to(REPO_ROOT).with_suffix("").parts)
     _run(
-        [str(_venv_bin(venv, "python")), str(train_script), "--out", str(model_dir)],
+        [str(_venv_bin(venv, "python")), "-m", module, "--out", str(model_dir.resolve())],
         f"training with {train_script.name}",
         env=_child_env(),
+        cwd=REPO_ROOT,
     )
     return model_dir
 
 
-def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None) -> None:
+def write_model_folder(
+    out: Path,
+    settings: Mapping[str, Any],
+    save_model: Callable[[Path], object],
+    extra_files: Sequence[Path] = (),
+) -> None:
+    """Write an MLServer model folder: the model, ``model-settings.json``, extra files.
+
+    Each file is written under a temporary name and renamed, the model last, so an
+    interrupted training never leaves a folder that ``prepare_model`` takes as
+    current. Called by the examples' ``train.py`` scripts, in MLServer's venv.
+
+    Example::
+
+        write_model_folder(out, MODEL_SETTINGS, lambda path: joblib.dump(model, path))
+
+    Args:
+        out: The model folder (created if missing).
+        settings: The content of ``model-settings.json``.
+        save_model: Writes the model to the path it is given (``model.joblib``).
+        extra_files: Copied into the folder, such as a custom runtime's module.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    writers: list[tuple[str, Callable[[Path], object]]] = [
+        (f.name, functools.partial(shutil.copyfile, f)) for f in extra_files
+    ]
+    writers.append(("model-settings.json", lambda p: p.write_text(json.dumps(settings, indent=2))))
+    writers.append(("model.joblib", save_model))
+    for name, write in writers:
+        tmp = out / f"{name}.tmp"
+        write(tmp)
+        os.replace(tmp, out / name)
+
+
+def _run(
+    cmd: list[str], what: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> None:
     """Run a setup command, keeping stdout clean for ``MLSERVER_URL=``."""
     try:
-        subprocess.run(cmd, check=True, stdout=sys.stderr, env=env)
+        subprocess.run(cmd, check=True, stdout=sys.stderr, env=env, cwd=cwd)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise MLServerError(f"{what} failed: {exc}") from exc
 
@@ -448,6 +493,89 @@ class MLServer(_process.Service):
         if self._ports is None:
             raise MLServerError("MLServer not started")
         return self._ports
+
+
+def training_command(train: Callable[[Path], object], argv: Sequence[str] | None = None) -> None:
+    """The command line that ``prepare_model`` runs: ``--out DIR``, then ``train(DIR)``.
+
+    Example (the end of a ``train.py``)::
+
+        if __name__ == "__main__":
+            training_command(train)
+    """
+    parser = argparse.ArgumentParser(description="Train a model into an MLServer model folder.")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train(parser.parse_args(argv).out)
+
+
+def copy_models(dest: Path, *model_dirs: Path) -> Path:
+    """Copy model folders into ``dest`` and return it, ready for ``MLServer(dest)``.
+
+    MLServer writes ``settings.json`` and its log into the folder it serves: a test
+    serves a copy, so that it never races an example serving the trained original.
+
+    Example::
+
+        with MLServer(copy_models(tmp_path, prepare_ranker() / "ranker")) as server: ...
+    """
+    for model_dir in model_dirs:
+        shutil.copytree(model_dir, dest / model_dir.name)
+    return dest
+
+
+def run_example(
+    app: str,
+    models: Path,
+    topics: Sequence[str],
+    env: Callable[[str, str], Mapping[str, str]],
+    scenario: Callable[[Any], int],
+) -> int:
+    """Run an example's ``scenario`` against Kafka, MLServer and a worker of its ``app``.
+
+    What every example's ``run.py`` does around its own part: start a Kafka broker
+    and MLServer serving ``models``, create ``topics`` (4 partitions each), start
+    ``faust -A <app> worker``, call ``scenario(kafka)``, and stop the worker (before
+    the broker, so it commits on the way out), MLServer and Kafka, also on Ctrl-C or
+    SIGTERM. The Kafka jars and the MLServer venv are installed on first use.
+
+    Example::
+
+        run_example("examples.personalization.app", models, ["clicks", ...],
+                    lambda kafka, model: {"KAFKA_BROKER": kafka, "SHOP_MODEL_URL": model},
+                    lambda kafka: asyncio.run(my_scenario(kafka)))
+
+    Args:
+        app: The app's import path, as given to ``faust -A``.
+        models: MLServer's model repository (trained already).
+        topics: Created before the worker starts.
+        env: The worker's settings from Kafka's URL and MLServer's.
+        scenario: Takes the ``KafkaBroker``; returns the exit code.
+
+    Returns:
+        The scenario's exit code, or 130 when interrupted.
+    """
+    import tempfile
+
+    from devtools.kafka import KafkaBroker
+    from devtools.worker import FaustWorker
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"{app.rsplit('.', 2)[-2]}-"))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with KafkaBroker() as kafka, MLServer(models) as server:
+        print(f"[run] Kafka at {kafka.bootstrap}, MLServer at {server.url}", flush=True)
+        for topic in topics:
+            kafka.create_topic(topic, partitions=4)
+        worker = FaustWorker(app, env(kafka.url, server.url), workdir, log_level="warn")
+        worker.start()
+        print(f"[run] worker started (pid {worker.pid}, log {worker.log_path})", flush=True)
+        try:
+            return scenario(kafka)
+        except KeyboardInterrupt:
+            print("[run] interrupted", flush=True)
+            return 130
+        finally:
+            worker.stop()
+            print("[run] stopped the worker; stopping MLServer and Kafka", flush=True)
 
 
 # -- CLI ----------------------------------------------------------------

@@ -41,30 +41,19 @@ async def produce(
     crowd = shoppers or make_shoppers(40, seed=seed)
     rng = random.Random(seed)
     activity = [s.activity for s in crowd]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
-    await producer.start()
     sent: dict[str, int] = {}
-    started = time.monotonic()
-    try:
+    async with AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all") as kafka:
+        started = time.monotonic()
         for i in range(count):
             shopper = rng.choices(crowd, activity)[0]
             item_id, action = next_event(shopper, rng)
-            value = {
-                "id": click_id(seed, i),
-                "user_id": shopper.id,
-                "item_id": item_id,
-                "action": action,
-                "ts": time.time(),
-            }
-            await producer.send(topic, key=shopper.id.encode(), value=orjson.dumps(value))
+            event = {"id": click_id(seed, i), "user_id": shopper.id, "item_id": item_id,
+                     "action": action, "ts": time.time()}
+            await kafka.send(topic, key=shopper.id.encode(), value=orjson.dumps(event))
             sent[shopper.id] = sent.get(shopper.id, 0) + 1
-            if rate > 0:
-                ahead = (i + 1) / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-        await producer.flush()
-    finally:
-        await producer.stop()
+            if rate > 0:  # keep to the schedule: event i leaves at i / rate
+                await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+        await kafka.flush()
     return sent
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from devtools.kafka import KafkaBroker, ensure_jars
-from devtools.mlserver import CACHE_DIR, MLServer, ensure_venv, prepare_model
-from devtools.worker import FaustWorker
+from devtools.mlserver import CACHE_DIR, prepare_model, run_example
 from examples.personalization.producer import click_id, produce
 from examples.personalization.shop import Shopper, make_shoppers
 
@@ -148,28 +145,16 @@ def main() -> int:
 
     say("preparing Kafka jars, the MLServer virtualenv and the ranker (first run: minutes)")
     ensure_jars()
-    ensure_venv()
-    models = prepare_ranker()
-    workdir = Path(tempfile.mkdtemp(prefix="personalization-example-"))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with KafkaBroker() as kafka, MLServer(models) as server:
-        say(f"Kafka at {kafka.bootstrap}, MLServer at {server.url}")
-        for topic in topics():
-            kafka.create_topic(topic, partitions=4)
-        env = {"KAFKA_BROKER": kafka.url, "SHOP_MODEL_URL": server.url}
-        worker = FaustWorker("examples.personalization.app", env, workdir, log_level="warn")
-        worker.start()
-        say(f"worker started (pid {worker.pid}, log {worker.log_path})")
-        try:
-            shoppers = make_shoppers(args.shoppers, seed=SEED)
-            run = asyncio.run(scenario(kafka, shoppers, args.count, args.rate, args.timeout))
-            return 0 if len(run.suggestions) == args.count else 1
-        except KeyboardInterrupt:
-            say("interrupted")
-            return 130
-        finally:
-            worker.stop()  # before the broker goes: the worker commits on the way out
-            say("stopping the worker, MLServer and Kafka")
+    shoppers = make_shoppers(args.shoppers, seed=SEED)
+
+    def run(kafka: KafkaBroker) -> int:
+        done = asyncio.run(scenario(kafka, shoppers, args.count, args.rate, args.timeout))
+        return 0 if len(done.suggestions) == args.count else 1
+
+    return run_example(
+        "examples.personalization.app", prepare_ranker(), topics(),
+        lambda kafka, model: {"KAFKA_BROKER": kafka, "SHOP_MODEL_URL": model}, run,
+    )
 
 
 if __name__ == "__main__":

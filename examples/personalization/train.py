@@ -16,24 +16,17 @@ held-out shoppers.
 Run it with the MLServer venv's Python so the pickle matches the scikit-learn version
 the server loads it with (``run.py`` does it on first use)::
 
-    .cache/venv-mlserver/bin/python examples/personalization/train.py --out DIR
+    .cache/venv-mlserver/bin/python -m examples.personalization.train --out DIR
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file by MLServer's Python: find the repo's examples
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
+from devtools.mlserver import training_command, write_model_folder
 from examples.personalization.shop import (
     FEATURES,
     N_CANDIDATES,
@@ -120,16 +113,7 @@ def train(out: Path, n_shoppers: int = 4000, seed: int = 42) -> dict[str, float]
         "top5_oracle": top5(hidden),
     }
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name, write in (
-        ("model.joblib", lambda p: joblib.dump(model, p)),
-        ("model-settings.json", lambda p: p.write_text(json.dumps(MODEL_SETTINGS, indent=2))),
-        ("ranking_runtime.py", lambda p: shutil.copyfile(RUNTIME, p)),
-    ):
-        tmp = out / f"{name}.tmp"
-        write(tmp)
-        os.replace(tmp, out / name)
-
+    write_model_folder(out, MODEL_SETTINGS, lambda path: joblib.dump(model, path), [RUNTIME])
     print(
         f"trained {type(model).__name__} (scikit-learn {sklearn.__version__}) on "
         f"{split} candidate rows in {fit_s:.1f}s; click rate {metrics['click_rate']:.1%}; "
@@ -141,16 +125,5 @@ def train(out: Path, n_shoppers: int = 4000, seed: int = 42) -> dict[str, float]
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
-    parser.add_argument("--shoppers", type=int, default=4000, help="synthetic shoppers")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    train(args.out, n_shoppers=args.shoppers, seed=args.seed)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    training_command(train)

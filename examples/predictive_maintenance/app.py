@@ -36,19 +36,6 @@ from examples.predictive_maintenance.plant import (
 )
 from faust_inference import infer, install
 
-env = os.environ.get
-
-app = faust.App(
-    env("PUMP_APP_ID", "predictive-maintenance"),
-    broker=env("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
-    store="memory://",
-    topic_partitions=4,
-    web_enabled=False,
-)
-install(app)
-
-ALERT_AFTER = int(env("PUMP_ALERT_AFTER", "2"))
-
 
 class Reading(faust.Record, serializer="json"):
     """One pump's sensors at ``ts`` (seconds since the epoch)."""
@@ -70,6 +57,16 @@ class PumpWindow(faust.Record, serializer="json"):
     features: list[float]
 
 
+# Anomalous windows in a row that make an alert: one odd window is no reason to act.
+ALERT_AFTER = int(os.environ.get("PUMP_ALERT_AFTER", "2"))
+app = faust.App(
+    os.environ.get("PUMP_APP_ID", "predictive-maintenance"),
+    broker=os.environ.get("KAFKA_BROKER", "kafka://127.0.0.1:9092"),
+    store="memory://",  # the tables live in memory, and in their changelog topics
+    topic_partitions=4,  # every topic and table: one pump's state on one partition
+)
+install(app)
+
 readings = app.topic("sensor-readings", value_type=Reading)
 pump_windows = app.topic("pump-windows", value_type=PumpWindow)
 health = app.topic("pump-health", value_serializer="json")
@@ -87,7 +84,7 @@ streaks = app.Table("anomaly-streaks", default=int, partitions=4)
 detector = app.model(
     "pump-health",
     provider="kserve",
-    endpoint=env("PUMP_MODEL_URL", "http://127.0.0.1:8080"),
+    endpoint=os.environ.get("PUMP_MODEL_URL", "http://127.0.0.1:8080"),
     remote_name="pump-health",
     version="v1",
     input_name="features",

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +25,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.kafka import KafkaBroker, ensure_jars
-from devtools.mlserver import CACHE_DIR, MLServer, ensure_venv, prepare_model
-from devtools.worker import FaustWorker
+from devtools.mlserver import CACHE_DIR, prepare_model, run_example
 from examples.predictive_maintenance.plant import WINDOW, Pump
-from examples.predictive_maintenance.producer import produce, run_pumps
+from examples.predictive_maintenance.producer import add_replay_arguments, produce, run_pumps
 
 __all__ = ["Run", "prepare_detector", "scenario", "strips", "topics"]
 
@@ -155,43 +152,26 @@ def say(message: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pumps", type=int, default=8)
-    parser.add_argument("--faulty", default="2,5", help="indexes of the failing pumps")
-    parser.add_argument("--minutes", type=float, default=20.0, help="simulated minutes")
-    parser.add_argument("--speed", type=float, default=60.0, help="times real time")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
     parser.add_argument("--prepare-only", action="store_true",
-                        help="install and train what is missing, print the model folder, stop")
+                        help="only train the detector if stale and print its folder")
+    add_replay_arguments(parser)
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
     args = parser.parse_args()
     if args.prepare_only:
         print(f"MODELS={prepare_detector()}")
         return 0
-
+    pumps = run_pumps(args.pumps, args.faulty, args.minutes)
     say("preparing Kafka jars, the MLServer virtualenv and the detector (first run: minutes)")
     ensure_jars()
-    ensure_venv()
-    models = prepare_detector()
-    workdir = Path(tempfile.mkdtemp(prefix="maintenance-example-"))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    pumps = run_pumps(args.pumps, tuple(int(i) for i in args.faulty.split(",") if i),
-                      args.minutes)
-    with KafkaBroker() as kafka, MLServer(models) as server:
-        say(f"Kafka at {kafka.bootstrap}, MLServer at {server.url}")
-        for topic in topics():
-            kafka.create_topic(topic, partitions=4)
-        env = {"KAFKA_BROKER": kafka.url, "PUMP_MODEL_URL": server.url}
-        worker = FaustWorker("examples.predictive_maintenance.app", env, workdir,
-                             log_level="warn").start()
-        say(f"worker started (pid {worker.pid}, log {worker.log_path})")
-        try:
-            run = asyncio.run(scenario(kafka, pumps, args.minutes, args.speed, args.timeout))
-            return 0 if len(run.verdicts) == int(args.minutes * 60 / WINDOW) * len(pumps) else 1
-        except KeyboardInterrupt:
-            say("interrupted")
-            return 130
-        finally:
-            worker.stop()  # before the broker goes: the worker commits on the way out
-            say("stopped the worker; stopping MLServer and Kafka")
+    expected = int(args.minutes * 60 / WINDOW) * len(pumps)
+
+    def replay(kafka: KafkaBroker) -> int:
+        run = asyncio.run(scenario(kafka, pumps, args.minutes, args.speed, args.timeout))
+        return 0 if len(run.verdicts) == expected else 1
+
+    return run_example("examples.predictive_maintenance.app", prepare_detector(), topics(),
+                       lambda kafka, model: {"KAFKA_BROKER": kafka, "PUMP_MODEL_URL": model},
+                       replay)
 
 
 if __name__ == "__main__":

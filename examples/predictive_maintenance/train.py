@@ -19,26 +19,20 @@ The app raises a maintenance alert after ``ALERT_AFTER`` (2) anomalous windows i
 row. The printed check runs new pumps through the same rule: false alerts on healthy
 pumps, and how long after a fault's onset the alert comes on failing ones.
 
-Run it with the MLServer venv's Python so the pickle matches the scikit-learn version
-the server loads it with (``run.py`` does it on first use)::
+``run.py`` trains it on first use, with MLServer's own Python, because a joblib pickle
+is only reliably loaded by the scikit-learn version that wrote it::
 
-    .cache/venv-mlserver/bin/python examples/predictive_maintenance/train.py --out DIR
+    .cache/venv-mlserver/bin/python -m examples.predictive_maintenance.train --out DIR
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file by MLServer's Python: find the repo's examples
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
+from devtools.mlserver import training_command, write_model_folder
 from examples.predictive_maintenance.plant import (
     WINDOW,
     Pump,
@@ -53,14 +47,11 @@ MODEL_VERSION = "v1"
 INTERVAL = 2.0  # seconds between readings
 ALERT_AFTER = 2  # anomalous windows in a row
 
-MODEL_SETTINGS: dict[str, Any] = {
+MODEL_SETTINGS: dict[str, Any] = {  # MLServer's stock scikit-learn runtime, calling predict
     "name": MODEL_NAME,
     "implementation": "mlserver_sklearn.SKLearnModel",
-    "parameters": {
-        "uri": "./model.joblib",
-        "version": MODEL_VERSION,
-        "extra": {"predict_fn": "predict"},
-    },
+    "parameters": {"uri": "./model.joblib", "version": MODEL_VERSION,
+                   "extra": {"predict_fn": "predict"}},
     "max_batch_size": 32,
     "max_batch_time": 0.005,
 }
@@ -135,13 +126,7 @@ def train(out: Path, pumps: int = 80, seed: int = 42) -> dict[str, float]:
         "median_delay_s": sorted(delays)[len(delays) // 2] if delays else float("nan"),
     }
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp_model = out / "model.joblib.tmp"
-    joblib.dump(model, tmp_model)
-    os.replace(tmp_model, out / "model.joblib")
-    tmp_settings = out / "model-settings.json.tmp"
-    tmp_settings.write_text(json.dumps(MODEL_SETTINGS, indent=2) + "\n")
-    os.replace(tmp_settings, out / "model-settings.json")
+    write_model_folder(out, MODEL_SETTINGS, lambda path: joblib.dump(model, path))
     print(
         f"trained a local outlier factor detector (scikit-learn {sklearn.__version__}) on "
         f"{len(rows)} healthy windows in {fit_s:.1f}s; on 40 new pumps: "
@@ -153,16 +138,5 @@ def train(out: Path, pumps: int = 80, seed: int = 42) -> dict[str, float]:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
-    parser.add_argument("--pumps", type=int, default=80, help="healthy pumps to learn from")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    train(args.out, pumps=args.pumps, seed=args.seed)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    training_command(train)

@@ -6,8 +6,9 @@ starts the model server it needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,11 +23,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[str, dict[str, str]], FaustWorker]]:
-    """Start ``faust -A <app> worker`` with the given environment; all stop after the test."""
+def start_worker(
+    kafka: Any, tmp_path: Path
+) -> Iterator[Callable[[str, dict[str, str], Iterable[str]], FaustWorker]]:
+    """Create topics (4 partitions), then start ``faust -A <app> worker`` with ``env``.
+
+    Every worker started is stopped after the test.
+    """
     workers: list[FaustWorker] = []
 
-    def start(app: str, env: dict[str, str]) -> FaustWorker:
+    def start(app: str, env: dict[str, str], topics: Iterable[str] = ()) -> FaustWorker:
+        for topic in topics:
+            kafka.create_topic(topic, partitions=4)
         worker = FaustWorker(app, env, tmp_path, f"worker-{len(workers)}", log_level="warn")
         workers.append(worker.start())
         return worker

@@ -8,12 +8,11 @@ every event of their shopper, and suggestions that follow each shopper's hidden 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from devtools.mlserver import MLServer
+from devtools.mlserver import MLServer, copy_models
 from examples.personalization.run import (
     latest_suggestions,
     prepare_ranker,
@@ -29,23 +28,15 @@ EVENTS = 240
 
 @pytest.fixture(scope="module")
 def ranker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
-    """MLServer serving a copy of the trained ranker (trained here only if stale)."""
-    models = tmp_path_factory.mktemp("ranker-models")
-    shutil.copytree(prepare_ranker() / "ranker", models / "ranker")
-    with MLServer(models) as server:
-        yield server
+    """MLServer serving a copy of the ranker (trained here only if stale: setup trains it)."""
+    with MLServer(copy_models(tmp_path_factory.mktemp("ranker"), prepare_ranker() / "ranker")) as ms:
+        yield ms
 
 
-async def test_every_shopper_gets_suggestions_that_follow_their_taste(
-    kafka, ranker, start_worker
-):
+async def test_every_shopper_gets_suggestions_that_follow_their_taste(kafka, ranker, start_worker):
     app_id = unique("personalization")
-    for topic in topics(app_id):
-        kafka.create_topic(topic, partitions=4)
-    worker = start_worker(
-        "examples.personalization.app",
-        {"KAFKA_BROKER": kafka.url, "SHOP_MODEL_URL": ranker.url, "SHOP_APP_ID": app_id},
-    )
+    env = {"KAFKA_BROKER": kafka.url, "SHOP_MODEL_URL": ranker.url, "SHOP_APP_ID": app_id}
+    worker = start_worker("examples.personalization.app", env, topics(app_id))
     shoppers = make_shoppers(20, seed=7)
     run = await scenario(kafka, shoppers, EVENTS, rate=0, timeout=60)
     worker.assert_alive()

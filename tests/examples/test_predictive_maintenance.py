@@ -9,12 +9,11 @@ pumps raised one alert each, after their fault began.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from devtools.mlserver import MLServer
+from devtools.mlserver import MLServer, copy_models
 from examples.predictive_maintenance.plant import WINDOW
 from examples.predictive_maintenance.producer import run_pumps
 from examples.predictive_maintenance.run import prepare_detector, scenario, topics
@@ -26,21 +25,16 @@ FAILING = (1, 4)
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
-    """MLServer serving a copy of the trained detector (trained here only if stale)."""
-    models = tmp_path_factory.mktemp("detector-models")
-    shutil.copytree(prepare_detector() / "pump-health", models / "pump-health")
+    """The detector on MLServer, from a copy of its folder: a running example keeps its own."""
+    models = copy_models(tmp_path_factory.mktemp("detector"), prepare_detector() / "pump-health")
     with MLServer(models) as server:
         yield server
 
 
 async def test_alerts_for_the_failing_pumps_and_none_for_the_healthy(kafka, detector, start_worker):
     app_id = unique("maintenance")
-    for topic in topics(app_id):
-        kafka.create_topic(topic, partitions=4)
-    worker = start_worker(
-        "examples.predictive_maintenance.app",
-        {"KAFKA_BROKER": kafka.url, "PUMP_MODEL_URL": detector.url, "PUMP_APP_ID": app_id},
-    )
+    env = {"KAFKA_BROKER": kafka.url, "PUMP_MODEL_URL": detector.url, "PUMP_APP_ID": app_id}
+    worker = start_worker("examples.predictive_maintenance.app", env, topics(app_id))
     pumps = run_pumps(6, FAILING, MINUTES)
     run = await scenario(kafka, pumps, MINUTES, speed=240, timeout=60, app_id=app_id)
     worker.assert_alive()

@@ -22,16 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from benchmarks.support import fake_endpoint
 from devtools.kafka import KafkaBroker
 from devtools.worker import FaustWorker
 from faust_inference.lifecycle import Change, ControlClient, RoutingState
@@ -46,23 +42,6 @@ from faust_inference.lifecycle import Change, ControlClient, RoutingState
 REPO = Path(__file__).resolve().parents[1]
 APP = "tests.integration.lifecycle.app"
 APPLIED = re.compile(r"applied routing revision (\d+) .*? ([0-9.]+)s after it was written")
-
-
-@contextmanager
-def endpoint(*args: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.fake_endpoint", *args, "--max-seconds", "1800"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("FAKE_ENDPOINT_URL="):
-            raise RuntimeError(f"fake endpoint did not start: {line!r}")
-        yield line.split("=", 1)[1]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def quantile(xs: list[float], q: float) -> float:
@@ -118,9 +97,7 @@ async def main(runs: int, rate: float, seconds: float) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-lifecycle-"))
     workers: list[FaustWorker] = []
     try:
-        with endpoint("--latency", "0.02") as v1, endpoint(
-            "--latency", "0.3", "--error-rate", "0.5", "--seed", "1"
-        ) as v2:
+        with fake_endpoint(0.02) as v1, fake_endpoint(0.3, "--error-rate", "0.5") as v2:
             stamp = str(int(time.time()))
             env = {"APP_ID": f"bench-lc-{stamp}", "IN_TOPIC": f"bench-lc-in-{stamp}",
                    "OUT_TOPIC": f"bench-lc-out-{stamp}", "DLQ_TOPIC": f"bench-lc-dlq-{stamp}",

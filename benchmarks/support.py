@@ -19,11 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def fake_endpoint(latency: float) -> Iterator[str]:
-    """The fixed-latency test double, in its own process so it never shares our loop."""
+def fake_endpoint(latency: float, *extra: str) -> Iterator[str]:
+    """The fixed-latency test double, in its own process so it never shares our loop.
+
+    ``extra`` are more of its options (``"--error-rate", "0.5"`` ...).
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "devtools.fake_endpoint", "--latency", str(latency),
-         "--max-seconds", "1800"],
+         "--max-seconds", "1800", *extra],
         cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:

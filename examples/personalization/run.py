@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -143,6 +144,8 @@ def main() -> int:
         print(f"MODELS={prepare_ranker()}")
         return 0
 
+    # aiokafka warns while fresh topics elect their leaders; the reader retries by itself.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     say("preparing Kafka jars, the MLServer virtualenv and the ranker (first run: minutes)")
     ensure_jars()
     shoppers = make_shoppers(args.shoppers, seed=SEED)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -161,6 +162,8 @@ def main() -> int:
         print(f"MODELS={prepare_detector()}")
         return 0
     pumps = run_pumps(args.pumps, args.faulty, args.minutes)
+    # aiokafka warns while fresh topics elect their leaders; the reader retries by itself.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     say("preparing Kafka jars, the MLServer virtualenv and the detector (first run: minutes)")
     ensure_jars()
     expected = int(args.minutes * 60 / WINDOW) * len(pumps)

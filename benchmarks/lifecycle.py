@@ -50,7 +50,7 @@ def quantile(xs: list[float], q: float) -> float:
 
 
 async def phase(bootstrap: str, env: dict[str, str], tag: str, rate: float, seconds: float,
-                outputs: dict[str, float]) -> list[float]:
+                outputs: dict[str, float], *, complete: bool = True) -> list[float]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await producer.start()
     ids = []
@@ -68,12 +68,14 @@ async def phase(bootstrap: str, env: dict[str, str], tag: str, rate: float, seco
         await producer.flush()
     finally:
         await producer.stop()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + (60 if complete else 15)
     while not all(i in outputs for i in ids):
         if time.monotonic() > deadline:
+            if not complete:  # warm-up on fresh topics: see docs/guarantees.md, a Faust race
+                break
             raise RuntimeError(f"phase {tag}: {sum(i in outputs for i in ids)} of {len(ids)} done")
         await asyncio.sleep(0.2)
-    return [outputs[i] for i in ids[len(ids) // 10:]]  # the first 10%: warm-up
+    return [outputs[i] for i in ids[len(ids) // 10:] if i in outputs]  # first 10%: warm-up
 
 
 async def collect(bootstrap: str, topic: str, outputs: dict[str, float]) -> None:
@@ -110,7 +112,7 @@ async def main(runs: int, rate: float, seconds: float) -> None:
             client = ControlClient(broker.bootstrap, env["APP_ID"])
             outputs: dict[str, float] = {}
             collector = asyncio.create_task(collect(broker.bootstrap, env["OUT_TOPIC"], outputs))
-            await phase(broker.bootstrap, env, "warm", rate, 8.0, outputs)
+            await phase(broker.bootstrap, env, "warm", rate, 8.0, outputs, complete=False)
             results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
             kw = {"versions": ("v1", "v2"), "default": "v1"}
             for run in range(runs):

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.25
 """Seconds between two looks at the control table."""
 PUBLISH_INTERVAL = 1.0
+STATS_TOPIC_CONFIG = {"segment.ms": "300000", "min.cleanable.dirty.ratio": "0.1"}
+"""The stats changelog's settings: small segments, compacted soon."""
 """Seconds between two publications of a worker's figures."""
 
 
@@ -147,6 +149,8 @@ class Lifecycle:
         self.shadow = ShadowTraffic(shadow_in_flight)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.applied: dict[str, tuple[int, float]] = {}
+        self.started_at = time.time()
+        """Changes written before this worker started are loaded, not applied live."""
         self.evaluations: dict[str, Any] = {}
         """model name -> its live evaluation, which publishes its windows."""
         self._assigners: dict[str, Assigner] = {}
@@ -165,6 +169,9 @@ class Lifecycle:
             partitions=1,
             recovery_buffer_size=1,
             help="faust-inference: figures of each worker per model",
+            # Every worker writes a record per model each second: roll and
+            # compact segments often, so that recovery reads little.
+            extra_topic_configs=STATS_TOPIC_CONFIG,
         )
 
         async def recovered() -> None:
@@ -235,15 +242,24 @@ class Lifecycle:
         assigner = self._assigners[model] = Assigner(state)
         if raw is not None and self.applied.get(model, (None,))[0] != state.revision:
             delay = time.time() - state.changed_at
-            self.applied[model] = (state.revision, delay)
             last = state.history[-1].describe() if state.history else "-"
-            logger.info(
-                "model %r: applied routing revision %d (%s) %.3fs after it was written",
-                model,
-                state.revision,
-                last,
-                delay,
-            )
+            if state.changed_at >= self.started_at:
+                logger.info(
+                    "model %r: applied routing revision %d (%s) %.3fs after it was written",
+                    model,
+                    state.revision,
+                    last,
+                    delay,
+                )
+            else:  # recovered at start-up: not a switch time
+                logger.info(
+                    "model %r: routing revision %d (%s), written %.0fs ago",
+                    model,
+                    state.revision,
+                    last,
+                    delay,
+                )
+            self.applied[model] = (state.revision, delay)
         if state.rollout is not None and state.rollout.status == "running":
             self.observer.mark(model, state.rollout.step_id)
         return assigner

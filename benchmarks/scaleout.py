@@ -53,6 +53,11 @@ SETTINGS: dict[str, tuple[str, dict[str, str], int]] = {
 }
 
 
+def spread(values: list[float]) -> str:
+    """``median (min-max)``, rounded for the table."""
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
 async def wait_for_group(bootstrap: str, group: str, members: int, timeout: float) -> None:
     """Return once ``group`` is stable with ``members`` members (every worker assigned)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -100,11 +105,6 @@ def run_once(kafka: KafkaBroker, url: str, workers: int, setting: str, workdir: 
         raise RuntimeError(f"{setting}, {workers} workers: only {len(after)} outputs after the "
                            "last input was sent; raise the events per run")
     return rate(after)
-
-
-def spread(values: list[float]) -> str:
-    """``median (min-max)``, rounded for the table."""
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def main() -> None:

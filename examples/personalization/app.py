@@ -60,13 +60,9 @@ class Click(faust.Record, serializer="json"):
 
 
 class RankRequest(faust.Record, serializer="json"):
-    """The profile as of ``click_id`` and the candidates to rank for it."""
+    """The shopper's profile just after ``click`` and the candidates to rank for them."""
 
-    click_id: str
-    user_id: str
-    item_id: str
-    action: str
-    ts: float
+    click: Click
     profile: dict[str, Any]
     candidates: list[str]
 
@@ -104,15 +100,7 @@ async def track(stream):  # type: ignore[no-untyped-def]
         profiles[click.user_id] = profile
         await rank_requests.send(
             key=click.user_id,
-            value=RankRequest(
-                click_id=click.id,
-                user_id=click.user_id,
-                item_id=click.item_id,
-                action=click.action,
-                ts=click.ts,
-                profile=profile,
-                candidates=candidates(profile),
-            ),
+            value=RankRequest(click=click, profile=profile, candidates=candidates(profile)),
         )
 
 
@@ -120,13 +108,14 @@ async def track(stream):  # type: ignore[no-untyped-def]
 @infer(ranker, dead_letter="rank-requests.dlq")
 async def rank(results):  # type: ignore[no-untyped-def]
     async for r in results:
+        click = r.event.click
         ranked = sorted(zip(r.event.candidates, r.output, strict=True), key=lambda p: -p[1])
         await suggestions.send(
-            key=r.event.user_id,
+            key=click.user_id,
             value={
-                "user_id": r.event.user_id,
-                "click_id": r.event.click_id,
-                "after": {"item_id": r.event.item_id, "action": r.event.action},
+                "user_id": click.user_id,
+                "click_id": click.id,
+                "after": {"item_id": click.item_id, "action": click.action},
                 "events_seen": r.event.profile.get("events", 0),  # the profile's, so far
                 "items": [
                     {

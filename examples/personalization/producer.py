@@ -23,11 +23,6 @@ from examples.personalization.shop import Shopper, make_shoppers, next_event
 __all__ = ["click_id", "produce"]
 
 
-def click_id(seed: int, i: int) -> str:
-    """The id of the ``i``-th event of a run, known before it is sent."""
-    return f"c-{seed}-{i:06d}"
-
-
 async def produce(
     bootstrap: str,
     count: int,
@@ -55,6 +50,11 @@ async def produce(
                 await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
         await kafka.flush()
     return sent
+
+
+def click_id(seed: int, i: int) -> str:
+    """The id of the ``i``-th event of a run, known before it is sent."""
+    return f"c-{seed}-{i:06d}"
 
 
 def main() -> None:

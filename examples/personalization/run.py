@@ -76,7 +76,7 @@ class Run:
     def answered(self) -> set[str]:
         """Ids of the events that have suggestions or a dead letter."""
         return {s["click_id"] for s in self.suggestions} | {
-            d["event"]["click_id"] for d in self.dead
+            d["event"]["click"]["id"] for d in self.dead
         }
 
 
@@ -93,7 +93,8 @@ async def watch(bootstrap: str, run: Run, ids: set[str], deadline: float) -> Non
                 for value in (orjson.loads(r.value) for r in records):
                     if tp.topic == "rank-requests.dlq":
                         run.dead.append(value)
-                        print(f"  DLQ  {value['event']['user_id']}  {value['error_class']}")
+                        shopper = value["event"]["click"]["user_id"]
+                        print(f"  DLQ  {shopper}  {value['error_class']}")
                         continue
                     run.suggestions.append(value)
                     after = value["after"]

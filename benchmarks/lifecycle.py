@@ -78,6 +78,10 @@ async def phase(bootstrap: str, env: dict[str, str], tag: str, rate: float, seco
     return [outputs[i] for i in ids[len(ids) // 10:] if i in outputs]  # first 10%: warm-up
 
 
+requests: dict[str, float] = {}
+"""Event id -> the primary request's own latency (from the result's latency_s)."""
+
+
 async def collect(bootstrap: str, topic: str, outputs: dict[str, float]) -> None:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest")
@@ -89,6 +93,7 @@ async def collect(bootstrap: str, topic: str, outputs: dict[str, float]) -> None
                     v = orjson.loads(r.value)
                     if v.get("sent_at") is not None:
                         outputs[v["id"]] = v["done_at"] - v["sent_at"]
+                        requests[v["id"]] = v["latency_s"]
     finally:
         await consumer.stop()
 
@@ -113,7 +118,7 @@ async def main(runs: int, rate: float, seconds: float) -> None:
             outputs: dict[str, float] = {}
             collector = asyncio.create_task(collect(broker.bootstrap, env["OUT_TOPIC"], outputs))
             await phase(broker.bootstrap, env, "warm", rate, 8.0, outputs, complete=False)
-            results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+            results: dict[str, list[tuple[float, float, float]]] = {"off": [], "on": []}
             kw = {"versions": ("v1", "v2"), "default": "v1"}
             for run in range(runs):
                 for mode in ("off", "on"):
@@ -123,7 +128,9 @@ async def main(runs: int, rate: float, seconds: float) -> None:
                         await asyncio.sleep(3.0)  # every worker applied it
                     lat = await phase(broker.bootstrap, env, f"{mode}{run}", rate, seconds,
                                       outputs)
-                    results[mode].append((quantile(lat, 0.5), quantile(lat, 0.99)))
+                    req = [v for k, v in requests.items() if k.startswith(f"{mode}{run}-")]
+                    results[mode].append(
+                        (quantile(lat, 0.5), quantile(lat, 0.99), quantile(req, 0.99)))
             await client.aclose()
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
@@ -136,13 +143,15 @@ async def main(runs: int, rate: float, seconds: float) -> None:
     delays = [float(m[2]) for w in workers for m in APPLIED.finditer(w.log_path.read_text())]
     print(f"\n{runs} runs x 2 phases of {seconds:g} s at {rate:g} events/s, two workers; "
           f"primary 20 ms, shadow 300 ms failing 50%, {state.revision} routing changes\n")
-    print("| shadow | p50 (ms) median [min-max] | p99 (ms) median [min-max] |")
-    print("|---|---|---|")
+    print("| shadow | event p50 (ms) | event p99 (ms) | request p99 (ms) |")
+    print("|---|---|---|---|")
     for mode, rows in results.items():
-        p50 = [1000 * r[0] for r in rows]
-        p99 = [1000 * r[1] for r in rows]
-        print(f"| {mode} | {statistics.median(p50):.1f} [{min(p50):.1f}-{max(p50):.1f}] | "
-              f"{statistics.median(p99):.1f} [{min(p99):.1f}-{max(p99):.1f}] |")
+        cells = []
+        for i in range(3):
+            xs = [1000 * r[i] for r in rows]
+            cells.append(f"{statistics.median(xs):.1f} [{min(xs):.1f}-{max(xs):.1f}]")
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print("(medians over runs, [min-max])")
     off = statistics.median(r[1] for r in results["off"])
     on = statistics.median(r[1] for r in results["on"])
     print(f"\nshadow's effect on the primary's p99: {100 * (on - off) / off:+.1f}% (medians)")

@@ -58,12 +58,14 @@ STATS_TOPIC_CONFIG = {"segment.ms": "300000", "min.cleanable.dirty.ratio": "0.1"
 """Seconds between two publications of a worker's figures."""
 
 
-def lifecycle(app: Any, *, shadow_in_flight: int = 32) -> Lifecycle:
+def lifecycle(app: Any, *, shadow_in_flight: int = 32, shadow_max_lag_s: float = 0.02) -> Lifecycle:
     """The app's :class:`Lifecycle`, created on first call (at import, before the worker starts).
 
     Args:
         app: a Faust app, after :func:`~faust_inference.install`.
         shadow_in_flight: shadow copies awaiting an answer at once, per worker.
+        shadow_max_lag_s: shadow copies are dropped while the worker's event
+            loop runs later than this (see :class:`ShadowTraffic`).
     """
     existing = getattr(app, "inference_lifecycle", None)
     if isinstance(existing, Lifecycle):
@@ -71,7 +73,9 @@ def lifecycle(app: Any, *, shadow_in_flight: int = 32) -> Lifecycle:
     registry = getattr(app, "inference", None)
     if registry is None:
         raise ConfigurationError("call faust_inference.install(app) before lifecycle(app)")
-    plane = Lifecycle(app, registry, shadow_in_flight=shadow_in_flight)
+    plane = Lifecycle(
+        app, registry, shadow_in_flight=shadow_in_flight, shadow_max_lag_s=shadow_max_lag_s
+    )
     app.inference_lifecycle = plane
     from faust_inference.lifecycle.cli import allow_options
 
@@ -117,7 +121,7 @@ def stream_router(app: Any, model: Any) -> Route | None:
             future = runner.submit(value)
         copy_to = plane.shadow_of(name, position)
         if copy_to is not None and copy_to is not runner:
-            shadow.copy(copy_to, version, value, future, task)
+            shadow.copy(copy_to, version, value, future, task, runner)
         evaluation = plane.evaluations.get(name)
         if evaluation is not None and key is not None:
 
@@ -141,12 +145,19 @@ class Lifecycle:
             worker applying it), for the switch-time measurement.
     """
 
-    def __init__(self, app: Any, registry: Any, *, shadow_in_flight: int = 32) -> None:
+    def __init__(
+        self,
+        app: Any,
+        registry: Any,
+        *,
+        shadow_in_flight: int = 32,
+        shadow_max_lag_s: float = 0.02,
+    ) -> None:
         self.app = app
         self.registry = registry
         self.observer = VersionStatsObserver()
         registry.hooks.add(self.observer)
-        self.shadow = ShadowTraffic(shadow_in_flight)
+        self.shadow = ShadowTraffic(shadow_in_flight, shadow_max_lag_s)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.applied: dict[str, tuple[int, float]] = {}
         self.started_at = time.time()
@@ -184,6 +195,7 @@ class Lifecycle:
         app.timer(PUBLISH_INTERVAL, on_leader=True)(self._judge_rollouts)
 
         async def close(sender: Any, **kwargs: Any) -> None:
+            self.shadow.close()
             if self._client is not None:
                 await self._client.aclose()
 

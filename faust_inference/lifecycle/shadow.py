@@ -39,6 +39,9 @@ __all__ = ["Agreement", "ShadowTraffic", "predicted_class"]
 
 logger = logging.getLogger(__name__)
 
+_LAG_TICK = 0.05
+"""Seconds between two measurements of the event loop's lag."""
+
 
 def predicted_class(output: Any) -> str:
     """The class an output stands for: the arg-max of a probability row, else the label.
@@ -171,19 +174,31 @@ class Agreement:
 class ShadowTraffic:
     """Sends copies of primary inputs to a shadow runner and compares the answers.
 
+    A copy only uses capacity the primary leaves idle. It is dropped (and
+    counted in :attr:`dropped`, never queued) when :attr:`max_in_flight`
+    copies already await an answer, when the primary's own runner has every
+    slot busy, or while the worker's event loop runs late by more than
+    ``max_lag_s`` (measured every 50 ms): on a busy worker, the shadow's
+    requests, answers and failures would otherwise take CPU the primary's
+    events are waiting for.
+
     Example:
         >>> shadow = ShadowTraffic(max_in_flight=32)                 # doctest: +SKIP
         >>> shadow.copy(v2_runner, "v1", value, primary_future, "classification")
 
     Args:
-        max_in_flight: copies awaiting an answer at once, per worker; beyond
-            it, copies are dropped (counted in :attr:`dropped`).
+        max_in_flight: copies awaiting an answer at once, per worker.
+        max_lag_s: event-loop lag above which copies are dropped.
     """
 
-    def __init__(self, max_in_flight: int = 32) -> None:
+    def __init__(self, max_in_flight: int = 32, max_lag_s: float = 0.02) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.max_in_flight = max_in_flight
+        self.max_lag_s = max_lag_s
+        self.lag = 0.0
+        """Recent event-loop lag, in seconds (rises at once, decays slowly)."""
+        self._monitor: asyncio.Task[None] | None = None
         self.in_flight = 0
         self.sent: dict[tuple[str, str], int] = {}
         self.dropped: dict[tuple[str, str], int] = {}
@@ -199,16 +214,28 @@ class ShadowTraffic:
         value: Any,
         primary: asyncio.Future[Outcome],
         task: Task,
+        primary_runner: InferenceRunner | None = None,
     ) -> bool:
-        """Send ``value`` to ``runner`` (the shadow) unless the cap is reached.
+        """Send ``value`` to ``runner`` (the shadow) unless that would cost the primary.
 
         Returns:
-            Whether the copy was sent (False: dropped at the cap).
+            Whether the copy was sent (False: dropped).
         """
         model = runner.name
         shadow_version = runner.settings.version or "-"
         pair = (model, shadow_version)
-        if self.in_flight >= self.max_in_flight:
+        if self._monitor is None:
+            self._monitor = asyncio.get_running_loop().create_task(
+                self._watch_lag(), name="faust-inference:shadow-lag"
+            )
+        if (
+            self.in_flight >= self.max_in_flight
+            or self.lag > self.max_lag_s
+            or (
+                primary_runner is not None
+                and primary_runner.in_flight >= primary_runner.settings.max_concurrency
+            )
+        ):
             self.dropped[pair] = self.dropped.get(pair, 0) + 1
             return False
         try:
@@ -235,6 +262,20 @@ class ShadowTraffic:
 
         future.add_done_callback(shadow_done)
         return True
+
+    async def _watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(_LAG_TICK)
+            late = max(0.0, loop.time() - before - _LAG_TICK)
+            self.lag = late if late > self.lag else 0.8 * self.lag + 0.2 * late
+
+    def close(self) -> None:
+        """Stop watching the loop's lag (the worker is stopping)."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            self._monitor = None
 
     def _compare(
         self,

@@ -52,7 +52,11 @@ model = app.model(
 )
 model.add_version("v2", endpoint=env("V2_URL", env("V1_URL")), **json.loads(env("V2", "{}")))
 model.add_version("v3", endpoint=env("V3_URL", env("V1_URL")))  # an arm for the split test
-lifecycle(app, shadow_in_flight=int(env("SHADOW_IN_FLIGHT", "16")))
+lifecycle(
+    app,
+    shadow_in_flight=int(env("SHADOW_IN_FLIGHT", "16")),
+    shadow_max_lag_s=float(env("SHADOW_MAX_LAG", "0.02")),
+)
 
 if env("WEB_PORT"):
     from faust_inference import web

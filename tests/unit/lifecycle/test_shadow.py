@@ -72,5 +72,26 @@ async def test_a_failing_slow_shadow_is_capped_and_counted_and_the_primary_is_un
         a = traffic.agreement[("m", "v1", "v2")]
         assert a.compared == 2 and a.agreed == 0  # the shadow flips every answer
     finally:
+        traffic.close()
+        await primary.aclose()
+        await shadow.aclose()
+
+
+async def test_copies_are_dropped_while_the_loop_is_late_or_the_primary_busy():
+    primary, shadow = runner(FakeProvider(), "v1", max_concurrency=1), runner(FakeProvider(), "v2")
+    traffic = ShadowTraffic(max_in_flight=10, max_lag_s=0.02)
+    try:
+        f = primary.submit(1)
+        traffic.lag = 0.5  # as measured on a worker running late
+        assert not traffic.copy(shadow, "v1", 1, f, "regression", primary)
+        traffic.lag = 0.0
+        primary.in_flight = 1  # every slot of the primary busy
+        assert not traffic.copy(shadow, "v1", 1, f, "regression", primary)
+        primary.in_flight = 0
+        assert traffic.copy(shadow, "v1", 1, f, "regression", primary)
+        assert traffic.dropped == {("m", "v2"): 2} and traffic.sent == {("m", "v2"): 1}
+        await f
+    finally:
+        traffic.close()
         await primary.aclose()
         await shadow.aclose()

@@ -18,7 +18,9 @@ put in the event. Four pools:
 
 Prints p50/p95/p99/max (ms), median of ``--repeat`` interleaved runs with
 min-max, and the extra requests hedging cost (requests the replicas got,
-over events).
+over events). A first table times the same pools without Kafka or Faust
+(``predict()`` calls paced in this process, one request per call): the
+pool's own effect, with less of a busy machine's noise in it.
 """
 
 from __future__ import annotations
@@ -166,6 +168,33 @@ def one_run(kafka: KafkaBroker, urls: list[str], pool: dict[str, Any], args: Any
     return latencies, extra
 
 
+async def direct_run(urls: list[str], pool: dict[str, Any], n: int, rate: float) -> list[float]:
+    """Latencies (ms) of ``n`` ``predict()`` calls paced at ``rate``/s, no Kafka."""
+    from faust_inference import ModelRegistry
+
+    registry = ModelRegistry()
+    model = registry.register("bench", provider="kserve", endpoint=urls, batch_size=1,
+                              max_concurrency=32, timeout=10.0, **pool)  # fmt: skip
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        await model.predict([[0.1, 0.2, 0.3, 0.4]])
+        if i >= WARMUP:
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    try:
+        start = time.monotonic()
+        calls = []
+        for i in range(WARMUP + n):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            calls.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*calls)
+    finally:
+        await registry.aclose()
+    return latencies
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -184,6 +213,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--slow-rate", type=float, default=0.1)
     parser.add_argument("--slow-latency", type=float, default=0.5)
+    parser.add_argument("--direct-events", type=int, default=2000)
+    parser.add_argument("--direct-rate", type=float, default=100.0)
+    parser.add_argument("--skip-kafka", action="store_true", help="only the direct table")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-hedge-"))
     stats: dict[str, dict[str, list[float]]] = {
@@ -193,6 +225,22 @@ def main() -> None:
         print(f"Kafka {kafka.version}; replicas {urls} ({args.latency * 1000:g} ms; the last "
               f"{args.slow_rate:.0%} at {args.slow_latency * 1000:g} ms); {args.events} events "
               f"at {args.rate:g}/s per run; logs in {workdir}", flush=True)  # fmt: skip
+        direct: dict[str, dict[str, list[float]]] = {n: {} for n in POOLS}
+        for _ in range(args.repeat):
+            for name, pool in POOLS.items():
+                requests_served(urls, reset=True)
+                lat = asyncio.run(direct_run(urls, pool, args.direct_events, args.direct_rate))
+                extra = requests_served(urls) / (args.direct_events + WARMUP) - 1
+                for key, value in (("p50", pct(lat, 0.5)), ("p95", pct(lat, 0.95)),
+                                   ("p99", pct(lat, 0.99)), ("max", max(lat)),
+                                   ("extra", extra * 100)):  # fmt: skip
+                    direct[name].setdefault(key, []).append(value)
+                print(f"  direct {name}: p99 {direct[name]['p99'][-1]:.0f} ms", flush=True)
+        print(f"\nRequest latency without Kafka, {args.direct_events} predict() calls at "
+              f"{args.direct_rate:g}/s, ms (median of {args.repeat}, min-max)\n")  # fmt: skip
+        table(direct)
+        if args.skip_kafka:
+            return
         for _ in range(args.repeat):
             for name, pool in POOLS.items():
                 latencies, extra = one_run(kafka, urls, pool, args, workdir)
@@ -204,6 +252,10 @@ def main() -> None:
                 print(f"  {name}: p50 {row['p50'][-1]:.0f} p99 {row['p99'][-1]:.0f} ms, "
                       f"extra requests {extra:.1%}", flush=True)  # fmt: skip
     print(f"\nEnd-to-end latency through Kafka, ms (median of {args.repeat} runs, min-max)\n")
+    table(stats)
+
+
+def table(stats: dict[str, dict[str, list[float]]]) -> None:
     print("| pool | p50 | p95 | p99 | max | extra requests % |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in stats.items():

@@ -134,8 +134,11 @@ async def main(runs: int, rate: float, seconds: float) -> None:
             await client.aclose()
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
-            state: RoutingState = (await ControlClient(broker.bootstrap, env["APP_ID"])
-                                   .states())["model"]
+            reader = ControlClient(broker.bootstrap, env["APP_ID"])
+            state: RoutingState = (await reader.states())["model"]
+            stats = await reader.read(reader.stats_topic)
+            copies = {what: sum(sum(s["shadow"][what].values()) for s in stats.values())
+                      for what in ("sent", "dropped", "failed")}
     finally:
         for w in workers:
             w.stop()
@@ -154,7 +157,9 @@ async def main(runs: int, rate: float, seconds: float) -> None:
     print("(medians over runs, [min-max])")
     off = statistics.median(r[1] for r in results["off"])
     on = statistics.median(r[1] for r in results["on"])
-    print(f"\nshadow's effect on the primary's p99: {100 * (on - off) / off:+.1f}% (medians)")
+    print(f"\nshadow copies over the 'on' phases: {copies['sent']} sent "
+          f"({copies['failed']} failed), {copies['dropped']} dropped (cap, lag or busy primary)")
+    print(f"shadow's effect on the primary's p99: {100 * (on - off) / off:+.1f}% (medians)")
     print(f"switch time, change written -> worker applied it, {len(delays)} applications: "
           f"median {statistics.median(delays):.2f} s, max {max(delays):.2f} s")
 

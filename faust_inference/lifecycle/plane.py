@@ -120,7 +120,7 @@ def stream_router(app: Any, model: Any) -> Route | None:
         else:
             future = runner.submit(value)
         copy_to = plane.shadow_of(name, position)
-        if copy_to is not None and copy_to is not runner:
+        if copy_to is not None and copy_to.settings.version != runner.settings.version:
             shadow.copy(copy_to, version, value, future, task, runner)
         evaluation = plane.evaluations.get(name)
         if evaluation is not None and key is not None:
@@ -236,7 +236,10 @@ class Lifecycle:
         if not state.wants_shadow(key):
             return None
         assert state.shadow is not None
-        return self.model_versions(model).runners.get(state.shadow)
+        versions = self.model_versions(model)
+        if state.shadow not in versions.runners:
+            return None
+        return versions.shadow_runner(state.shadow)
 
     def _assigner(self, model: str) -> Assigner:
         assigner = self._assigners.get(model)

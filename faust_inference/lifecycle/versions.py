@@ -27,7 +27,10 @@ from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.lifecycle.routing import _NAME_RE
 
-__all__ = ["ModelVersions", "PinnedVersion", "label", "version_settings"]
+__all__ = ["SHADOW_BATCH_WAIT", "ModelVersions", "PinnedVersion", "label", "version_settings"]
+
+SHADOW_BATCH_WAIT = 0.2
+"""Seconds a shadow copy waits for others to share its request."""
 
 _NOT_PER_VERSION = frozenset({"name", "fallback", "cache", "connection"})
 
@@ -99,6 +102,7 @@ class ModelVersions:
         self.default = base
         """The version answering when the control topic has no record of this model."""
         self.runners: dict[str, InferenceRunner] = {base: model.runner}
+        self._shadow: dict[str, InferenceRunner] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -113,23 +117,48 @@ class ModelVersions:
         """
         if version in self.runners:
             raise ConfigurationError(f"model {self.model.name!r} already has a version {version!r}")
+        settings = version_settings(self.model.settings, version, overrides)
+        runner = self.runners[version] = self._runner_for(settings)
+        registry = self.registry
+        if registry.app is not None:
+            # Routing needs the control table, declared before the worker starts.
+            from faust_inference.lifecycle.plane import lifecycle
+
+            lifecycle(registry.app)
+        return runner
+
+    def _runner_for(self, settings: ModelSettings) -> InferenceRunner:
         from faust_inference.providers.registry import create_provider
 
-        settings = version_settings(self.model.settings, version, overrides)
         registry = self.registry
-        runner = InferenceRunner(
+        return InferenceRunner(
             create_provider(settings, registry.transports),
             settings,
             fallback=registry.runner,
             hooks=registry.hooks,
             breaker=registry.breakers.get(settings),
         )
-        self.runners[version] = runner
-        if registry.app is not None:
-            # Routing needs the control table, declared before the worker starts.
-            from faust_inference.lifecycle.plane import lifecycle
 
-            lifecycle(registry.app)
+    def shadow_runner(self, version: str) -> InferenceRunner:
+        """The runner that sends ``version``'s shadow copies (made on first use).
+
+        Its own, so that copies never take the slots of the version's routed
+        traffic; no retries and no fallback (a failed copy is only counted);
+        and copies wait up to :data:`SHADOW_BATCH_WAIT` seconds for company,
+        so that they go out in few requests: each request costs the worker's
+        event loop, which the primary's events are waiting for.
+        """
+        runner = self._shadow.get(version)
+        if runner is None:
+            base = self.runner(version).settings
+            settings = base.model_copy(
+                update={
+                    "retries": base.retries.model_copy(update={"max_retries": 0}),
+                    "batch_timeout": max(base.batch_timeout, SHADOW_BATCH_WAIT),
+                    "fallback": None,
+                }
+            )
+            runner = self._shadow[version] = self._runner_for(settings)
         return runner
 
     def pinned(self, version: str) -> PinnedVersion:
@@ -153,7 +182,7 @@ class ModelVersions:
 
     async def aclose(self) -> None:
         """Close the runners of the added versions (the model closes its own)."""
-        for runner in self.runners.values():
+        for runner in [*self.runners.values(), *self._shadow.values()]:
             if runner is not self.model.runner:
                 await runner.aclose()
 

@@ -24,9 +24,11 @@ from faust_inference.app import ModelRegistry, RemoteModel, install
 from faust_inference.config import (
     CacheSettings,
     CircuitBreakerSettings,
+    HedgeSettings,
     ModelSettings,
     Price,
     RateLimitSettings,
+    ReplicaHealthSettings,
     RetrySettings,
     Task,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "DriftMonitor",
     "EndpointNotReady",
     "Envelope",
+    "HedgeSettings",
     "InferenceError",
     "InferenceResult",
     "InferenceRunner",
@@ -91,6 +94,7 @@ __all__ = [
     "RateLimited",
     "RemoteError",
     "RemoteModel",
+    "ReplicaHealthSettings",
     "ResponseDecodeError",
     "ResponseTooLarge",
     "RetriesExhausted",

@@ -293,5 +293,37 @@ async def test_metrics_are_labelled_by_replica() -> None:
     assert f"{ok} {float(pool.replicas[0].answers)}" in text
     assert f"{failed} {float(pool.replicas[1].failures)}" in text
     assert pool.replicas[0].answers >= 2 and pool.replicas[1].failures >= 1
-    assert 'faust_inference_replica_up{model="fraud",provider="kserve",replica="http://a:1",version=""} 1.0' in text
-    assert 'faust_inference_hedges_total{model="fraud",outcome="sent",provider="kserve",version=""} 0.0' in text
+    assert (
+        'faust_inference_replica_up{model="fraud",provider="kserve",replica="http://a:1",version=""} 1.0'
+        in text
+    )
+    assert (
+        'faust_inference_hedges_total{model="fraud",outcome="sent",provider="kserve",version=""} 0.0'
+        in text
+    )
+
+
+async def test_kserve_options_choose_the_wire_and_a_list_makes_a_pool() -> None:
+    from faust_inference import ConfigurationError, ModelRegistry
+    from faust_inference.providers.oip_binary import OipRestEndpoint
+    from faust_inference.providers.oip_grpc import OipGrpcEndpoint
+
+    registry = ModelRegistry()
+    try:
+        urls = ["http://a:8080", "http://b:8080"]
+        pooled = registry.register("p", provider="kserve", endpoint=urls, binary=True)
+        grpc = registry.register("g", provider="kserve", endpoint="http://a:8081", protocol="grpc")
+        hedged = registry.register("h", provider="kserve", endpoint="http://a:8080", hedge=True)
+        plain = registry.register("j", provider="kserve", endpoint="http://a:8080")
+        wire = pooled.runner.provider.wire
+        assert isinstance(wire, ReplicaPool)
+        assert [type(r.endpoint) for r in wire.replicas] == [OipRestEndpoint] * 2
+        assert [r.url for r in wire.replicas] == [f"{u}/v2/models/p/infer" for u in urls]
+        assert pooled.settings.endpoint == urls[0] and pooled.settings.endpoints == tuple(urls)
+        assert isinstance(grpc.runner.provider.wire, OipGrpcEndpoint)
+        assert isinstance(hedged.runner.provider.wire, ReplicaPool)
+        assert plain.runner.provider.wire is plain.runner.provider.endpoint
+        with pytest.raises(ConfigurationError, match="protocol"):
+            registry.register("t", provider="kserve", endpoint="http://a:8080", protocol="tcp")
+    finally:
+        await registry.aclose()

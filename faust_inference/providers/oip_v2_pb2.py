@@ -5,73 +5,76 @@
 # source: faust_inference/providers/oip_v2.proto
 # Protobuf Python Version: 5.27.2
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    5,
-    27,
-    2,
-    '',
-    'faust_inference/providers/oip_v2.proto'
+    _runtime_version.Domain.PUBLIC, 5, 27, 2, "", "faust_inference/providers/oip_v2.proto"
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-
-
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&faust_inference/providers/oip_v2.proto\x12\x16\x66\x61ust_inference.oip.v2\"\x14\n\x12ServerReadyRequest\"$\n\x13ServerReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"\xe3\x07\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12M\n\nparameters\x18\x04 \x03(\x0b\x32\x39.faust_inference.oip.v2.ModelInferRequest.ParametersEntry\x12J\n\x06inputs\x18\x05 \x03(\x0b\x32:.faust_inference.oip.v2.ModelInferRequest.InferInputTensor\x12U\n\x07outputs\x18\x06 \x03(\x0b\x32\x44.faust_inference.oip.v2.ModelInferRequest.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x1a\xbb\x02\n\x10InferInputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12^\n\nparameters\x18\x04 \x03(\x0b\x32J.faust_inference.oip.v2.ModelInferRequest.InferInputTensor.ParametersEntry\x12=\n\x08\x63ontents\x18\x05 \x01(\x0b\x32+.faust_inference.oip.v2.InferTensorContents\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\x1a\xef\x01\n\x1aInferRequestedOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12h\n\nparameters\x18\x02 \x03(\x0b\x32T.faust_inference.oip.v2.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\"\xa3\x05\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12N\n\nparameters\x18\x04 \x03(\x0b\x32:.faust_inference.oip.v2.ModelInferResponse.ParametersEntry\x12M\n\x07outputs\x18\x05 \x03(\x0b\x32<.faust_inference.oip.v2.ModelInferResponse.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x1a\xbe\x02\n\x11InferOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12`\n\nparameters\x18\x04 \x03(\x0b\x32L.faust_inference.oip.v2.ModelInferResponse.InferOutputTensor.ParametersEntry\x12=\n\x08\x63ontents\x18\x05 \x01(\x0b\x32+.faust_inference.oip.v2.InferTensorContents\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\"i\n\x0eInferParameter\x12\x14\n\nbool_param\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bint64_param\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_param\x18\x03 \x01(\tH\x00\x42\x12\n\x10parameter_choice\"\xd0\x01\n\x13InferTensorContents\x12\x15\n\rbool_contents\x18\x01 \x03(\x08\x12\x14\n\x0cint_contents\x18\x02 \x03(\x05\x12\x16\n\x0eint64_contents\x18\x03 \x03(\x03\x12\x15\n\ruint_contents\x18\x04 \x03(\r\x12\x17\n\x0fuint64_contents\x18\x05 \x03(\x04\x12\x15\n\rfp32_contents\x18\x06 \x03(\x02\x12\x15\n\rfp64_contents\x18\x07 \x03(\x01\x12\x16\n\x0e\x62ytes_contents\x18\x08 \x03(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n&faust_inference/providers/oip_v2.proto\x12\x16\x66\x61ust_inference.oip.v2"\x14\n\x12ServerReadyRequest"$\n\x13ServerReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08"\xe3\x07\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12M\n\nparameters\x18\x04 \x03(\x0b\x32\x39.faust_inference.oip.v2.ModelInferRequest.ParametersEntry\x12J\n\x06inputs\x18\x05 \x03(\x0b\x32:.faust_inference.oip.v2.ModelInferRequest.InferInputTensor\x12U\n\x07outputs\x18\x06 \x03(\x0b\x32\x44.faust_inference.oip.v2.ModelInferRequest.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x1a\xbb\x02\n\x10InferInputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12^\n\nparameters\x18\x04 \x03(\x0b\x32J.faust_inference.oip.v2.ModelInferRequest.InferInputTensor.ParametersEntry\x12=\n\x08\x63ontents\x18\x05 \x01(\x0b\x32+.faust_inference.oip.v2.InferTensorContents\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\x1a\xef\x01\n\x1aInferRequestedOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12h\n\nparameters\x18\x02 \x03(\x0b\x32T.faust_inference.oip.v2.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01"\xa3\x05\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12N\n\nparameters\x18\x04 \x03(\x0b\x32:.faust_inference.oip.v2.ModelInferResponse.ParametersEntry\x12M\n\x07outputs\x18\x05 \x03(\x0b\x32<.faust_inference.oip.v2.ModelInferResponse.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x1a\xbe\x02\n\x11InferOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12`\n\nparameters\x18\x04 \x03(\x0b\x32L.faust_inference.oip.v2.ModelInferResponse.InferOutputTensor.ParametersEntry\x12=\n\x08\x63ontents\x18\x05 \x01(\x0b\x32+.faust_inference.oip.v2.InferTensorContents\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01\x1aY\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x35\n\x05value\x18\x02 \x01(\x0b\x32&.faust_inference.oip.v2.InferParameter:\x02\x38\x01"i\n\x0eInferParameter\x12\x14\n\nbool_param\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bint64_param\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_param\x18\x03 \x01(\tH\x00\x42\x12\n\x10parameter_choice"\xd0\x01\n\x13InferTensorContents\x12\x15\n\rbool_contents\x18\x01 \x03(\x08\x12\x14\n\x0cint_contents\x18\x02 \x03(\x05\x12\x16\n\x0eint64_contents\x18\x03 \x03(\x03\x12\x15\n\ruint_contents\x18\x04 \x03(\r\x12\x17\n\x0fuint64_contents\x18\x05 \x03(\x04\x12\x15\n\rfp32_contents\x18\x06 \x03(\x02\x12\x15\n\rfp64_contents\x18\x07 \x03(\x01\x12\x16\n\x0e\x62ytes_contents\x18\x08 \x03(\x0c\x62\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'faust_inference.providers.oip_v2_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(
+    DESCRIPTOR, "faust_inference.providers.oip_v2_pb2", _globals
+)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._loaded_options = None
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._loaded_options = None
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_SERVERREADYREQUEST']._serialized_start=66
-  _globals['_SERVERREADYREQUEST']._serialized_end=86
-  _globals['_SERVERREADYRESPONSE']._serialized_start=88
-  _globals['_SERVERREADYRESPONSE']._serialized_end=124
-  _globals['_MODELREADYREQUEST']._serialized_start=126
-  _globals['_MODELREADYREQUEST']._serialized_end=176
-  _globals['_MODELREADYRESPONSE']._serialized_start=178
-  _globals['_MODELREADYRESPONSE']._serialized_end=213
-  _globals['_MODELINFERREQUEST']._serialized_start=216
-  _globals['_MODELINFERREQUEST']._serialized_end=1211
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR']._serialized_start=563
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR']._serialized_end=878
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_start=789
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_end=878
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR']._serialized_start=881
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR']._serialized_end=1120
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=789
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=878
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_start=789
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_end=878
-  _globals['_MODELINFERRESPONSE']._serialized_start=1214
-  _globals['_MODELINFERRESPONSE']._serialized_end=1889
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR']._serialized_start=1480
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR']._serialized_end=1798
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=789
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=878
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_start=789
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_end=878
-  _globals['_INFERPARAMETER']._serialized_start=1891
-  _globals['_INFERPARAMETER']._serialized_end=1996
-  _globals['_INFERTENSORCONTENTS']._serialized_start=1999
-  _globals['_INFERTENSORCONTENTS']._serialized_end=2207
+    DESCRIPTOR._loaded_options = None
+    _globals["_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY"]._loaded_options = None
+    _globals["_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY"]._serialized_options = b"8\001"
+    _globals["_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY"]._loaded_options = None
+    _globals[
+        "_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY"
+    ]._serialized_options = b"8\001"
+    _globals["_MODELINFERREQUEST_PARAMETERSENTRY"]._loaded_options = None
+    _globals["_MODELINFERREQUEST_PARAMETERSENTRY"]._serialized_options = b"8\001"
+    _globals["_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY"]._loaded_options = None
+    _globals["_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY"]._serialized_options = b"8\001"
+    _globals["_MODELINFERRESPONSE_PARAMETERSENTRY"]._loaded_options = None
+    _globals["_MODELINFERRESPONSE_PARAMETERSENTRY"]._serialized_options = b"8\001"
+    _globals["_SERVERREADYREQUEST"]._serialized_start = 66
+    _globals["_SERVERREADYREQUEST"]._serialized_end = 86
+    _globals["_SERVERREADYRESPONSE"]._serialized_start = 88
+    _globals["_SERVERREADYRESPONSE"]._serialized_end = 124
+    _globals["_MODELREADYREQUEST"]._serialized_start = 126
+    _globals["_MODELREADYREQUEST"]._serialized_end = 176
+    _globals["_MODELREADYRESPONSE"]._serialized_start = 178
+    _globals["_MODELREADYRESPONSE"]._serialized_end = 213
+    _globals["_MODELINFERREQUEST"]._serialized_start = 216
+    _globals["_MODELINFERREQUEST"]._serialized_end = 1211
+    _globals["_MODELINFERREQUEST_INFERINPUTTENSOR"]._serialized_start = 563
+    _globals["_MODELINFERREQUEST_INFERINPUTTENSOR"]._serialized_end = 878
+    _globals["_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY"]._serialized_start = 789
+    _globals["_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY"]._serialized_end = 878
+    _globals["_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR"]._serialized_start = 881
+    _globals["_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR"]._serialized_end = 1120
+    _globals[
+        "_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY"
+    ]._serialized_start = 789
+    _globals["_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY"]._serialized_end = 878
+    _globals["_MODELINFERREQUEST_PARAMETERSENTRY"]._serialized_start = 789
+    _globals["_MODELINFERREQUEST_PARAMETERSENTRY"]._serialized_end = 878
+    _globals["_MODELINFERRESPONSE"]._serialized_start = 1214
+    _globals["_MODELINFERRESPONSE"]._serialized_end = 1889
+    _globals["_MODELINFERRESPONSE_INFEROUTPUTTENSOR"]._serialized_start = 1480
+    _globals["_MODELINFERRESPONSE_INFEROUTPUTTENSOR"]._serialized_end = 1798
+    _globals["_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY"]._serialized_start = 789
+    _globals["_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY"]._serialized_end = 878
+    _globals["_MODELINFERRESPONSE_PARAMETERSENTRY"]._serialized_start = 789
+    _globals["_MODELINFERRESPONSE_PARAMETERSENTRY"]._serialized_end = 878
+    _globals["_INFERPARAMETER"]._serialized_start = 1891
+    _globals["_INFERPARAMETER"]._serialized_end = 1996
+    _globals["_INFERTENSORCONTENTS"]._serialized_start = 1999
+    _globals["_INFERTENSORCONTENTS"]._serialized_end = 2207
 # @@protoc_insertion_point(module_scope)

@@ -167,7 +167,18 @@ class ModelInferRequest(_message.Message):
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["contents", b"contents"]
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["contents", b"contents", "datatype", b"datatype", "name", b"name", "parameters", b"parameters", "shape", b"shape"]
+        _ClearFieldArgType: _TypeAlias = _typing.Literal[
+            "contents",
+            b"contents",
+            "datatype",
+            b"datatype",
+            "name",
+            b"name",
+            "parameters",
+            b"parameters",
+            "shape",
+            b"shape",
+        ]
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -209,7 +220,9 @@ class ModelInferRequest(_message.Message):
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "parameters", b"parameters"]
+        _ClearFieldArgType: _TypeAlias = _typing.Literal[
+            "name", b"name", "parameters", b"parameters"
+        ]
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -247,9 +260,17 @@ class ModelInferRequest(_message.Message):
     @_builtins.property
     def parameters(self) -> _containers.MessageMap[_builtins.str, Global___InferParameter]: ...
     @_builtins.property
-    def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInferRequest.InferInputTensor]: ...
+    def inputs(
+        self,
+    ) -> _containers.RepeatedCompositeFieldContainer[
+        Global___ModelInferRequest.InferInputTensor
+    ]: ...
     @_builtins.property
-    def outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInferRequest.InferRequestedOutputTensor]: ...
+    def outputs(
+        self,
+    ) -> _containers.RepeatedCompositeFieldContainer[
+        Global___ModelInferRequest.InferRequestedOutputTensor
+    ]: ...
     @_builtins.property
     def raw_input_contents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
@@ -265,7 +286,22 @@ class ModelInferRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "inputs", b"inputs", "model_name", b"model_name", "model_version", b"model_version", "outputs", b"outputs", "parameters", b"parameters", "raw_input_contents", b"raw_input_contents"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "id",
+        b"id",
+        "inputs",
+        b"inputs",
+        "model_name",
+        b"model_name",
+        "model_version",
+        b"model_version",
+        "outputs",
+        b"outputs",
+        "parameters",
+        b"parameters",
+        "raw_input_contents",
+        b"raw_input_contents",
+    ]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -324,7 +360,18 @@ class ModelInferResponse(_message.Message):
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["contents", b"contents"]
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["contents", b"contents", "datatype", b"datatype", "name", b"name", "parameters", b"parameters", "shape", b"shape"]
+        _ClearFieldArgType: _TypeAlias = _typing.Literal[
+            "contents",
+            b"contents",
+            "datatype",
+            b"datatype",
+            "name",
+            b"name",
+            "parameters",
+            b"parameters",
+            "shape",
+            b"shape",
+        ]
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -361,7 +408,11 @@ class ModelInferResponse(_message.Message):
     @_builtins.property
     def parameters(self) -> _containers.MessageMap[_builtins.str, Global___InferParameter]: ...
     @_builtins.property
-    def outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInferResponse.InferOutputTensor]: ...
+    def outputs(
+        self,
+    ) -> _containers.RepeatedCompositeFieldContainer[
+        Global___ModelInferResponse.InferOutputTensor
+    ]: ...
     @_builtins.property
     def raw_output_contents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
@@ -376,7 +427,20 @@ class ModelInferResponse(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "model_name", b"model_name", "model_version", b"model_version", "outputs", b"outputs", "parameters", b"parameters", "raw_output_contents", b"raw_output_contents"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "id",
+        b"id",
+        "model_name",
+        b"model_name",
+        "model_version",
+        b"model_version",
+        "outputs",
+        b"outputs",
+        "parameters",
+        b"parameters",
+        "raw_output_contents",
+        b"raw_output_contents",
+    ]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -399,13 +463,37 @@ class InferParameter(_message.Message):
         int64_param: _builtins.int = ...,
         string_param: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bool_param", b"bool_param", "int64_param", b"int64_param", "parameter_choice", b"parameter_choice", "string_param", b"string_param"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal[
+        "bool_param",
+        b"bool_param",
+        "int64_param",
+        b"int64_param",
+        "parameter_choice",
+        b"parameter_choice",
+        "string_param",
+        b"string_param",
+    ]
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_param", b"bool_param", "int64_param", b"int64_param", "parameter_choice", b"parameter_choice", "string_param", b"string_param"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "bool_param",
+        b"bool_param",
+        "int64_param",
+        b"int64_param",
+        "parameter_choice",
+        b"parameter_choice",
+        "string_param",
+        b"string_param",
+    ]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_parameter_choice: _TypeAlias = _typing.Literal["bool_param", "int64_param", "string_param"]
-    _WhichOneofArgType_parameter_choice: _TypeAlias = _typing.Literal["parameter_choice", b"parameter_choice"]
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_parameter_choice) -> _WhichOneofReturnType_parameter_choice | None: ...
+    _WhichOneofReturnType_parameter_choice: _TypeAlias = _typing.Literal[
+        "bool_param", "int64_param", "string_param"
+    ]
+    _WhichOneofArgType_parameter_choice: _TypeAlias = _typing.Literal[
+        "parameter_choice", b"parameter_choice"
+    ]
+    def WhichOneof(
+        self, oneof_group: _WhichOneofArgType_parameter_choice
+    ) -> _WhichOneofReturnType_parameter_choice | None: ...
 
 Global___InferParameter: _TypeAlias = InferParameter
 
@@ -451,7 +539,24 @@ class InferTensorContents(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_contents", b"bool_contents", "bytes_contents", b"bytes_contents", "fp32_contents", b"fp32_contents", "fp64_contents", b"fp64_contents", "int64_contents", b"int64_contents", "int_contents", b"int_contents", "uint64_contents", b"uint64_contents", "uint_contents", b"uint_contents"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "bool_contents",
+        b"bool_contents",
+        "bytes_contents",
+        b"bytes_contents",
+        "fp32_contents",
+        b"fp32_contents",
+        "fp64_contents",
+        b"fp64_contents",
+        "int64_contents",
+        b"int64_contents",
+        "int_contents",
+        b"int_contents",
+        "uint64_contents",
+        b"uint64_contents",
+        "uint_contents",
+        b"uint_contents",
+    ]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -17,8 +17,8 @@ against the fake endpoint (the test double, no latency, in its own process):
 
 Wire formats: ``json`` (the default), ``json+gzip``, ``binary`` (the binary
 tensor extension over REST: the fake endpoint speaks it, MLServer's REST
-server does not) and ``grpc`` (MLServer's gRPC port; the fake endpoint has
-none). Feature values are full-precision floats, as real features are.
+server does not) and ``grpc`` (MLServer's gRPC port; the fake endpoint's,
+``--grpc``). Feature values are full-precision floats, as real features are.
 """
 
 from __future__ import annotations
@@ -60,26 +60,29 @@ WIRES: dict[str, dict[str, Any]] = {
 }
 SUPPORTED = {
     "mlserver": ("json", "json+gzip", "grpc", "grpc+gzip"),
-    "fake": ("json", "json+gzip", "binary"),
+    "fake": ("json", "json+gzip", "binary", "grpc", "grpc+gzip"),
 }
-KAFKA_WIRES = {"mlserver": ("json", "json+gzip", "grpc"), "fake": ("json", "json+gzip", "binary")}
+KAFKA_WIRES = {
+    "mlserver": ("json", "json+gzip", "grpc"),
+    "fake": ("json", "json+gzip", "binary", "grpc"),
+}
 BYTES_REQUESTS = 50
 
 
 @contextlib.contextmanager
-def fake_process() -> Iterator[str]:
-    """The fake endpoint in its own process, keeping no request bodies (they are large)."""
+def fake_process() -> Iterator[tuple[str, str]]:
+    """The fake endpoint in its own process (REST and gRPC URLs), keeping no request bodies."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "devtools.fake_endpoint", "--record-limit", "0",
-         "--max-seconds", "3600"],
+         "--max-seconds", "3600", "--grpc"],
         cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if not line.startswith("FAKE_ENDPOINT_URL="):
-            raise RuntimeError(f"fake endpoint did not start: {line!r}")
-        yield line.split("=", 1)[1]
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        if not lines[1].startswith("FAKE_ENDPOINT_URL="):
+            raise RuntimeError(f"fake endpoint did not start: {lines!r}")
+        yield lines[1].split("=", 1)[1], lines[0].split("=", 1)[1]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
@@ -186,10 +189,10 @@ def main() -> None:
     parser.add_argument("--skip-kafka", action="store_true", help="only the bytes table")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-wire-"))
-    with KafkaBroker() as kafka, mlserver_wide() as ml, fake_process() as fake_url:
+    with KafkaBroker() as kafka, mlserver_wide() as ml, fake_process() as (fake_url, fake_grpc):
         servers = {
             "mlserver": {"rest": ml.url, "grpc": f"http://127.0.0.1:{ml.grpc_port}"},
-            "fake": {"rest": fake_url, "grpc": fake_url},
+            "fake": {"rest": fake_url, "grpc": fake_grpc},
         }
         print(f"Kafka {kafka.version}; MLServer {ml.url} (gRPC {ml.grpc_port}); fake {fake_url}; "
               f"logs in {workdir}", flush=True)  # fmt: skip

@@ -4,6 +4,9 @@ Usage::
 
     python -m devtools.fake_endpoint --latency 0.02 [--port 0] [--dim 8] [--rate-limit-rps N]
 
+With ``--grpc`` it also serves the Open Inference Protocol's ``ModelInfer``
+over gRPC, announced first as ``FAKE_ENDPOINT_GRPC_URL=http://127.0.0.1:PORT``.
+
 Prints ``FAKE_ENDPOINT_URL=http://127.0.0.1:PORT`` on one flushed line once it
 accepts connections, serves until SIGINT/SIGTERM (or ``--max-seconds``, so a
 forgotten process cannot live forever), then prints the stats as one JSON line.
@@ -46,6 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--record-limit", type=int, default=1000, help="recent requests kept (0 for big bodies)"
     )
+    p.add_argument(
+        "--grpc", action="store_true", help="also serve OIP ModelInfer over gRPC (needs grpcio)"
+    )
     return p.parse_args(argv)
 
 
@@ -80,12 +86,20 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    grpc_server = None
+    if args.grpc:
+        from devtools.fake_endpoint.grpc_server import start_grpc
+
+        grpc_server, grpc_port = await start_grpc(endpoint, args.host)
+        print(f"FAKE_ENDPOINT_GRPC_URL=http://{args.host}:{grpc_port}", flush=True)
     print(f"FAKE_ENDPOINT_URL={url}", flush=True)
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), args.max_seconds)
     finally:
         stats = endpoint.stats.to_dict()
+        if grpc_server is not None:
+            await grpc_server.stop(None)
         await endpoint.stop()
     return stats
 

@@ -154,6 +154,10 @@ class RateLimitSettings(_Frozen):
 class CircuitBreakerSettings(_Frozen):
     """When to stop calling a failing endpoint, and what its callers do meanwhile.
 
+    On by default (``circuit_breaker=False`` turns it off): with it, an
+    outage slows the stream down instead of dead-lettering healthy events,
+    for up to the model's ``outage_budget``.
+
     After :attr:`failures` consecutive failed calls (no answer, or a 5xx) the
     circuit opens: no call goes out for :attr:`reset_timeout` seconds. Then
     it is half-open: :attr:`probes` calls test the endpoint; a success closes
@@ -170,7 +174,9 @@ class CircuitBreakerSettings(_Frozen):
     failures: int = Field(5, ge=1)
     reset_timeout: float = Field(10.0, gt=0)
     probes: int = Field(1, ge=1)
-    on_open: Literal["wait", "fallback"] = "wait"
+    on_open: Literal["wait", "fallback"] | None = None
+    """``None`` (the default): answer from the model's fallback or default
+    output when it has one, wait otherwise."""
 
 
 class Price(_Frozen):
@@ -308,8 +314,18 @@ class ModelSettings(_Frozen):
     """A result cache in a Faust table (``True`` for the defaults); off by default."""
     rate_limit: RateLimitSettings | None = None
     """Requests and tokens per second/minute for this worker; a number means requests/s."""
-    circuit_breaker: CircuitBreakerSettings | None = None
-    """Stop calling a failing endpoint for a while (``True`` for the defaults)."""
+    circuit_breaker: CircuitBreakerSettings | None = Field(
+        default_factory=lambda: CircuitBreakerSettings()
+    )
+    """Stop calling a failing endpoint for a while and make callers wait (on by
+    default; ``False`` turns it off, a dict or :class:`CircuitBreakerSettings`
+    tunes it)."""
+    outage_budget: float | None = Field(300.0, ge=0)
+    """Seconds an outage of the endpoint (no answer, 5xx, garbage answers) may
+    last before waiting events are dead-lettered; until then the stream
+    pauses and every event is scored once the server is back. ``None`` waits
+    as long as it takes; 0 dead-letters after the retries, as without a
+    breaker. Needs the circuit breaker (the default)."""
     connection: Connection | None = None
     """The named connection (endpoint, credentials, region ...) this model uses."""
     options: dict[str, Any] = Field(default_factory=dict)

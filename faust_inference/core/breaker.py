@@ -6,8 +6,16 @@ failed calls the breaker *opens*: no call goes out for ``reset_timeout``
 seconds. Then it is *half-open*: up to ``probes`` calls test the endpoint. A
 success *closes* it; a failure opens it again.
 
-Only outages count as failures: no answer (connection errors, timeouts) and
-5xx. A 4xx or a 429 is an answer from a working server.
+Only outages count as failures: no answer (connection errors, timeouts),
+5xx, and 2xx bodies that are not what the protocol says (a server answering
+garbage is down). A 4xx or a 429 is an answer from a working server, and an
+answer that fails the model's ``output_type`` is the model's, not the
+server's.
+
+The breaker also knows how long the current streak of failures has lasted
+(:meth:`CircuitBreaker.outage_seconds`) and when a call last succeeded: the
+sender uses both to hold events through an outage, up to the model's
+``outage_budget``, instead of dead-lettering them.
 """
 
 from __future__ import annotations
@@ -18,7 +26,12 @@ from typing import Literal
 
 from faust_inference.config import CircuitBreakerSettings, ModelSettings
 from faust_inference.core.clock import Clock, LoopClock
-from faust_inference.exceptions import ServerError, TransportError
+from faust_inference.exceptions import (
+    InvalidOutput,
+    ResponseDecodeError,
+    ServerError,
+    TransportError,
+)
 
 __all__ = ["BreakerPool", "CircuitBreaker", "CircuitState", "is_outage"]
 
@@ -27,7 +40,9 @@ CircuitState = Literal["closed", "open", "half_open"]
 
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` says the endpoint is down (it counts towards opening)."""
-    return isinstance(error, TransportError | ServerError)
+    return isinstance(error, TransportError | ServerError | ResponseDecodeError) and not (
+        isinstance(error, InvalidOutput)
+    )
 
 
 class CircuitBreaker:
@@ -57,6 +72,8 @@ class CircuitBreaker:
         "_listeners",
         "_opened_at",
         "_probes",
+        "_streak_started",
+        "last_success",
         "settings",
         "state",
     )
@@ -77,6 +94,14 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probes = 0
         self._changed: asyncio.Event | None = None
+        self._streak_started: float | None = None
+        self.last_success = float("-inf")
+        """Clock time of the last call that got an answer (``-inf``: none yet)."""
+
+    def outage_seconds(self) -> float:
+        """How long the current streak of failures has lasted (0 without one)."""
+        started = self._streak_started
+        return 0.0 if started is None else self._clock.monotonic() - started
 
     def add_listener(self, on_change: Callable[[CircuitState], None]) -> None:
         """Also tell ``on_change`` every new state (each model sharing the endpoint)."""
@@ -97,24 +122,43 @@ class CircuitBreaker:
             return True
         return False
 
-    async def admit(self) -> None:
-        """Wait until a call may be sent (backpressure while the circuit is open)."""
+    async def admit(self, until: float | None = None) -> bool:
+        """Wait until a call may be sent (backpressure while the circuit is open).
+
+        Args:
+            until: give up at this clock time (the outage budget's end).
+
+        Returns:
+            Whether the call may go; False when ``until`` came first.
+        """
+        clock = self._clock
         while not self.allow():
+            now = clock.monotonic()
+            if until is not None and now >= until:
+                return False
             if self.state == "open":
-                remaining = self._opened_at + self.settings.reset_timeout
-                await self._clock.sleep(max(0.0, remaining - self._clock.monotonic()))
-            else:  # half-open, every probe out: wait for their verdict
+                wait = max(0.0, self._opened_at + self.settings.reset_timeout - now)
+                if until is not None:
+                    wait = min(wait, max(0.0, until - now))
+                await clock.sleep(wait)
+            else:  # half-open, every probe out: wait for their verdict (bounded
+                # by the probe's own timeout)
                 if self._changed is None:
                     self._changed = asyncio.Event()
                 await self._changed.wait()
+        return True
 
     def record(self, *, failed: bool) -> None:
         """A call that :meth:`allow` let through got an answer (or an outage)."""
         if not failed:
             self._failures = 0
+            self._streak_started = None
+            self.last_success = self._clock.monotonic()
             if self.state != "closed":
                 self._set("closed")
             return
+        if self._streak_started is None:
+            self._streak_started = self._clock.monotonic()
         self._failures += 1
         if self.state == "half_open" or (
             self.state == "closed" and self._failures >= self.settings.failures

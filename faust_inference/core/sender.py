@@ -29,6 +29,7 @@ from faust_inference.exceptions import (
     RateLimited,
     ResponseDecodeError,
     RetriesExhausted,
+    ServerError,
 )
 
 __all__ = ["Sender"]
@@ -93,8 +94,11 @@ class Sender:
                 settings.circuit_breaker, clock, on_change=self._circuit_changed
             )
         # While the circuit is open, callers wait unless a fallback can answer.
-        self._breaker_waits = self.breaker is None or (
-            (settings.circuit_breaker or self.breaker.settings).on_open == "wait"
+        tuned = settings.circuit_breaker or (self.breaker.settings if self.breaker else None)
+        on_open = tuned.on_open if tuned is not None else None
+        self._breaker_waits = (
+            self.breaker is None
+            or on_open == "wait"
             or not (settings.fallback or settings.has_default_output)
         )
 
@@ -114,7 +118,12 @@ class Sender:
 
         A 429 under a rate limit, and an outage while the circuit breaker
         makes callers wait, are the server's state, not the inputs' fault:
-        they are retried after the wait without using up the retries.
+        they are retried after the wait without using up the retries, for up
+        to the model's ``outage_budget``. An outage is an open circuit, or
+        outage-like errors (no answer, 5xx, garbage) with no call of the
+        model answered since this request first failed; a plain 500 on a
+        batch is ambiguous (some servers answer it to one bad row) and is
+        split by the runner first.
         """
         clock, timeout, settings, hooks = (
             self._clock,
@@ -123,9 +132,11 @@ class Sender:
             self.hooks,
         )
         limiter, breaker = self.limiter, self.breaker
+        budget = settings.outage_budget if self._breaker_waits else 0.0
         size, name = len(inputs), settings.name
         attempt = prior_attempts
         counted = 0  # attempts that use up the retries
+        first_failure: float | None = None
         while True:
             if limiter is not None:
                 if reserved:
@@ -135,13 +146,13 @@ class Sender:
                     if delay > 0:
                         await clock.sleep(delay)
             if breaker is not None and not breaker.allow():
-                if not self._breaker_waits:
-                    refused = CircuitOpen(
-                        f"model {name!r}: circuit open after repeated failures; not sent"
-                    )
+                until = None
+                if budget is not None:
+                    until = clock.monotonic() + max(0.0, budget - breaker.outage_seconds())
+                if not self._breaker_waits or not await breaker.admit(until):
+                    refused = CircuitOpen(self._refusal(breaker))
                     refused.attempts = attempt
                     raise refused
-                await breaker.admit()
             # A half-open breaker counts its probes: give the place back if
             # this one ends without a verdict.
             probe = breaker is not None and breaker.state == "half_open"
@@ -182,6 +193,8 @@ class Sender:
                     limiter.charge(usage)
                 return predictions, attempt, latency
             hooks.on_request_end(settings, size, clock.monotonic() - started, error, None)
+            if first_failure is None:
+                first_failure = started
             # An input the provider refused to encode was never sent.
             never_sent = isinstance(error, InvalidInput)
             error.attempts = attempt - 1 if never_sent else attempt
@@ -194,20 +207,33 @@ class Sender:
                 counted -= 1  # backpressure: wait for the limiter, never give up
                 hooks.on_retry(settings, error, limiter.throttled(started, error.retry_after))
                 continue
-            if (
-                breaker is not None
-                and breaker.state != "closed"
-                and self._breaker_waits
-                and is_outage(error)
-            ):
-                counted -= 1  # the next attempt waits for the breaker's probe
-                hooks.on_retry(settings, error, 0.0)
-                continue
+            outage = breaker is not None and budget != 0 and is_outage(error)
+            within = outage and (budget is None or breaker.outage_seconds() < budget)  # type: ignore[union-attr]
+            if outage and breaker.state != "closed":  # type: ignore[union-attr]
+                if within:
+                    counted -= 1  # the next attempt waits for the breaker's probe
+                    hooks.on_retry(settings, error, 0.0)
+                    continue
+                raise RetriesExhausted(error, attempt) from error
             if not isinstance(error, ProviderError) or not (
                 retry and self._policy.should_retry(error, counted)
             ):
+                if (
+                    within
+                    and retry
+                    and breaker.last_success < first_failure  # type: ignore[union-attr]
+                    and not (size > 1 and _plain_500(error))
+                ):
+                    # Nothing has answered since this request first failed: an
+                    # outage the breaker has not opened for yet. Keep trying.
+                    delay = self._policy.delay(error, max(counted, 1))
+                    hooks.on_retry(settings, error, delay)
+                    await clock.sleep(delay)
+                    continue
                 if isinstance(error, ProviderError) and error.retryable and attempt > 1:
                     raise RetriesExhausted(error, attempt) from error
+                if outage and attempt > 1:
+                    raise RetriesExhausted(error, attempt) from error  # type: ignore[arg-type]
                 raise error
             delay = self._policy.delay(error, counted)
             logger.debug(
@@ -220,6 +246,16 @@ class Sender:
             )
             hooks.on_retry(settings, error, delay)
             await clock.sleep(delay)
+
+    def _refusal(self, breaker: CircuitBreaker) -> str:
+        name, budget = self.settings.name, self.settings.outage_budget
+        if not self._breaker_waits:
+            return f"model {name!r}: circuit open after repeated failures; not sent"
+        return (
+            f"model {name!r}: the endpoint has been failing for {breaker.outage_seconds():.0f}s, "
+            f"longer than outage_budget={budget:g}s; not sent (raise outage_budget to hold "
+            "events longer, or set it to None to wait as long as it takes)"
+        )
 
     def _rate_limit_changed(self, requests_per_second: float) -> None:
         self.hooks.on_rate_limit_change(self.settings, requests_per_second)
@@ -236,3 +272,7 @@ class Sender:
         elif state == "closed":
             logger.info("model %r: circuit closed, the endpoint answers again", name)
         self.hooks.on_circuit_change(self.settings, state)
+
+
+def _plain_500(error: BaseException) -> bool:
+    return isinstance(error, ServerError) and error.status == 500

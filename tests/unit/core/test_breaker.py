@@ -123,6 +123,9 @@ async def test_models_on_one_endpoint_share_its_breaker(registry):
     b = registry.register("b", endpoint="http://127.0.0.1:9", **common)
     c = registry.register("c", endpoint="http://127.0.0.1:10", **common)
     assert a.runner.breaker is b.runner.breaker is not c.runner.breaker
-    assert registry.register("d", provider="http", endpoint="http://x:1").runner.breaker is None
+    # On by default; off when asked.
+    assert registry.register("d", provider="http", endpoint="http://x:1").runner.breaker
+    off = registry.register("e", provider="http", endpoint="http://x:1", circuit_breaker=False)
+    assert off.runner.breaker is None
     a.runner.breaker.record(failed=True)
     assert states == [("a", "open"), ("b", "open")]

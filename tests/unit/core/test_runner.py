@@ -20,6 +20,9 @@ from tests.unit.fakes import FakeClock, FakeProvider
 
 def make_runner(provider, clock=None, fallback=None, **settings):
     settings.setdefault("batch_timeout", 0.0)
+    # Retries, batching and fallbacks on their own: the breaker's outage
+    # handling (on by default) has its own tests in test_breaker.py.
+    settings.setdefault("circuit_breaker", False)
     s = ModelSettings(name=settings.pop("name", "m"), provider="fake", **settings)
     return InferenceRunner(
         provider, s, clock=clock or FakeClock(), fallback=fallback, rng=random.Random(0)

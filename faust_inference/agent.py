@@ -21,6 +21,7 @@ event is delivered again: at least once, never lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -34,7 +35,9 @@ from faust_inference.cache import require_same_partitions
 from faust_inference.core.pipeline import Envelope, StreamInference
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.lifecycle.plane import stream_router
+from faust_inference.providers.redaction import scrub, secrets_of
 from faust_inference.results import DeadLetter
+from faust_inference.startup import check_before_consuming, stop_worker
 from faust_inference.stream_guard import (
     CommitGuard,
     Undecodable,
@@ -189,9 +192,6 @@ def _stream_inference(
     max_pending: int,
 ) -> StreamInference[Any]:
     app = stream.app
-    registry = getattr(app, "inference", None)
-    if registry is not None:
-        registry.check()
     guard_decoding(app, stream.channel)
     manual = stream.noack()
     dlq_topic = _resolve_topic(app, dead_letter)
@@ -201,10 +201,18 @@ def _stream_inference(
     checked: set[str] = set()
 
     async def envelopes() -> AsyncIterator[Envelope[Any]]:
+        try:
+            await check_before_consuming(app, stream, model)
+        except ConfigurationError as exc:
+            await _halt(app, exc)
         async for event in manual.events():
             message = event.message
             if cache is not None and message.topic not in checked:
-                require_same_partitions(cache, message.topic)
+                # A topic only known now (a pattern subscription).
+                try:
+                    require_same_partitions(cache, message.topic)
+                except ConfigurationError as exc:
+                    await _halt(app, exc)
                 checked.add(message.topic)
             value = event.value
             if isinstance(value, Undecodable):
@@ -283,6 +291,11 @@ class _DeadLetterSender:
             offset=envelope.offset,
             **raw,
         )
+        # Providers scrub their errors already; an agent's own exception or a
+        # preprocessor's message may still quote a credential.
+        secrets = secrets_of(self.model.runner.provider)
+        if secrets:
+            letter = dataclasses.replace(letter, error=scrub(letter.error, secrets))
         payload = letter.as_dict()
         size = _encoded_size(payload)
         if size > self._limit:
@@ -355,6 +368,12 @@ def _is_encoding_problem(exc: BaseException) -> bool:
     return isinstance(exc, TypeError | ValueError) and not type(exc).__module__.startswith(
         ("aiokafka", "kafka")
     )
+
+
+async def _halt(app: Any, error: ConfigurationError) -> None:
+    """Stop the worker for ``error`` and read nothing meanwhile (never returns)."""
+    await stop_worker(app, error)
+    await asyncio.Event().wait()  # until the worker's stop cancels the agent
 
 
 def _resolve_topic(app: Any, topic: Any) -> Any:

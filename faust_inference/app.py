@@ -21,6 +21,7 @@ from faust_inference.core.cache import MemoryStore, ResultCache
 from faust_inference.core.hooks import HooksDelegate
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError, ModelNotFound
+from faust_inference.providers.redaction import redact_url
 from faust_inference.providers.registry import create_provider
 from faust_inference.providers.transport import TransportPool
 
@@ -147,8 +148,10 @@ class RemoteModel:
 
     def __repr__(self) -> str:
         s = self.settings
+        # Never the endpoint's userinfo or query: they may hold credentials.
+        endpoint = redact_url(s.endpoint) if s.endpoint else None
         return (
-            f"<RemoteModel {s.name!r} provider={s.provider!r} endpoint={s.endpoint!r} "
+            f"<RemoteModel {s.name!r} provider={s.provider!r} endpoint={endpoint!r} "
             f"remote_name={s.target!r} version={s.version!r} task={s.task!r}>"
         )
 
@@ -276,13 +279,16 @@ class ModelRegistry:
         await self.transports.aclose()
 
 
-def install(app: Any, *, metrics: bool = False) -> ModelRegistry:
+def install(app: Any, *, metrics: bool = False, collapse_log_repeats: bool = True) -> ModelRegistry:
     """Add ``app.model(...)`` and the model registry (``app.inference``) to a Faust app.
 
     Calling it twice returns the same registry. Models are closed, and
     their connections released, when the worker shuts down. ``metrics=True``
     serves Prometheus metrics at ``/metrics`` (see
     :func:`faust_inference.sensors.prometheus.setup` for prices and options).
+    ``collapse_log_repeats`` (on by default) turns the Kafka client's repeated
+    connection errors into one line per kind and 10 s, with a count
+    (:mod:`faust_inference.logfilter`); ``False`` leaves logging as it is.
 
     Example:
         >>> import faust
@@ -290,6 +296,10 @@ def install(app: Any, *, metrics: bool = False) -> ModelRegistry:
         >>> registry = install(app)                                     # doctest: +SKIP
         >>> fraud = app.model("fraud", provider="kserve", endpoint="http://127.0.0.1:8080")
     """
+    if collapse_log_repeats:
+        from faust_inference.logfilter import collapse_repeats
+
+        collapse_repeats()
     if metrics:
         from faust_inference.sensors.prometheus import setup
 

@@ -73,7 +73,7 @@ class CircuitBreaker:
         "_opened_at",
         "_probes",
         "_streak_started",
-        "last_success",
+        "newest_answered",
         "settings",
         "state",
     )
@@ -95,8 +95,17 @@ class CircuitBreaker:
         self._probes = 0
         self._changed: asyncio.Event | None = None
         self._streak_started: float | None = None
-        self.last_success = float("-inf")
-        """Clock time of the last call that got an answer (``-inf``: none yet)."""
+        self.newest_answered = float("-inf")
+        """When the most recently *sent* call that got an answer was sent.
+
+        A call that failed while a call sent after it was answered failed on
+        its own: the server was working."""
+
+    @property
+    def outage_began(self) -> float:
+        """Clock time the current streak's first failure was seen (now, if none)."""
+        started = self._streak_started
+        return self._clock.monotonic() if started is None else started
 
     def outage_seconds(self) -> float:
         """How long the current streak of failures has lasted (0 without one)."""
@@ -113,7 +122,9 @@ class CircuitBreaker:
         if state == "closed":
             return True
         if state == "open":
-            if self._clock.monotonic() - self._opened_at < self.settings.reset_timeout:
+            # The same sum as admit()'s wait: a difference could round below
+            # reset_timeout when the sum does not, and admit() would spin.
+            if self._clock.monotonic() < self._opened_at + self.settings.reset_timeout:
                 return False
             self._probes = 0
             self._set("half_open")
@@ -148,14 +159,20 @@ class CircuitBreaker:
                 await self._changed.wait()
         return True
 
-    def record(self, *, failed: bool) -> None:
-        """A call that :meth:`allow` let through got an answer (or an outage)."""
+    def record(self, *, failed: bool, sent_at: float | None = None) -> None:
+        """A call that :meth:`allow` let through got an answer (or an outage).
+
+        Args:
+            failed: whether it was an outage.
+            sent_at: when the call was sent (clock time), for :attr:`newest_answered`.
+        """
         if not failed:
             self._failures = 0
-            self._streak_started = None
-            self.last_success = self._clock.monotonic()
+            sent = self._clock.monotonic() if sent_at is None else sent_at
+            self.newest_answered = max(self.newest_answered, sent)
             if self.state != "closed":
-                self._set("closed")
+                self._set("closed")  # listeners still see when the outage began
+            self._streak_started = None
             return
         if self._streak_started is None:
             self._streak_started = self._clock.monotonic()

@@ -156,7 +156,9 @@ class ResultCache:
         """
         return self._prefix + cache_digest(value)
 
-    def submit(self, value: Any, partition: int | None = None) -> asyncio.Future[Outcome]:
+    def submit(
+        self, value: Any, partition: int | None = None, *, patient: bool = True
+    ) -> asyncio.Future[Outcome]:
         """Like :meth:`InferenceRunner.submit`, answered from the store when possible.
 
         ``partition`` is the source partition of the event: where a
@@ -196,7 +198,7 @@ class ResultCache:
             if shared is not None:
                 self.coalesced += 1
                 return shared
-        future = self.runner.submit(value)
+        future = self.runner.submit(value, patient=patient)
         if self.settings.coalesce:
             self._inflight[key] = future
         future.add_done_callback(functools.partial(self._completed, key, partition))
@@ -205,7 +207,7 @@ class ResultCache:
     async def predict(self, value: Any, partition: int | None = None) -> Any:
         """Infer one input through the cache and return its output."""
         # Shielded: a caller giving up must not cancel a call others share.
-        return (await asyncio.shield(self.submit(value, partition))).output
+        return (await asyncio.shield(self.submit(value, partition, patient=False))).output
 
     def clear(self) -> int:
         """Remove every entry of this model this worker holds; the number removed.

@@ -240,13 +240,16 @@ class StreamInference(Generic[H]):
         now = asyncio.get_running_loop().time
         try:
             async for envelope in self._source:
-                await room.acquire()
+                # Counted as open before waiting for room: the source has
+                # handed it over (Faust tracks it), so a stop must see it.
                 entry = _Entry(envelope, now())
                 self._open += 1
                 lane = envelope.lane
                 self._unacked.setdefault(lane, deque()).append(entry)
                 if self._ordered:
                     self._waiting.setdefault(lane, deque()).append(entry)
+                await room.acquire()
+                entry.read_at = now()
                 if envelope.error is not None:
                     self._finish(entry, envelope.error)
                     continue

@@ -59,7 +59,7 @@ class Outcome:
 
 
 class _Pending:
-    __slots__ = ("future", "input", "prior_attempts", "solo")
+    __slots__ = ("future", "input", "patient", "prior_attempts", "solo")
 
     def __init__(
         self,
@@ -67,12 +67,15 @@ class _Pending:
         future: asyncio.Future[Outcome],
         solo: bool = False,
         prior_attempts: int = 0,
+        patient: bool = True,
     ) -> None:
         self.input = value
         self.future = future
         self.solo = solo
         """Sent alone, after its batch failed; its batch already used the retries."""
         self.prior_attempts = prior_attempts
+        self.patient = patient
+        """Waits through an outage (up to ``outage_budget``) instead of failing."""
 
 
 # Errors that say the request itself is wrong. A batch that fails with one of
@@ -91,7 +94,9 @@ def _maybe_one_bad_input(exc: InferenceError) -> bool:
     """
     if isinstance(exc, RetriesExhausted):
         last = exc.last_error
-        return isinstance(last, ServerError) and last.status == 500
+        return (isinstance(last, ServerError) and last.status == 500) or isinstance(
+            last, ResponseDecodeError
+        )
     return isinstance(exc, _REQUEST_FAULTS)
 
 
@@ -164,11 +169,14 @@ class InferenceRunner:
 
     # -- public API ---------------------------------------------------------------
 
-    def submit(self, value: Any) -> asyncio.Future[Outcome]:
+    def submit(self, value: Any, *, patient: bool = True) -> asyncio.Future[Outcome]:
         """Queue one model input; the future resolves to its :class:`Outcome`.
 
         The future fails with :class:`RetriesExhausted` or a non-retryable
-        :class:`ProviderError` when no fallback applies.
+        :class:`ProviderError` when no fallback applies. A ``patient`` input
+        (a stream event) waits through an outage of the endpoint for up to
+        the model's ``outage_budget``; an impatient one (a direct
+        :meth:`predict`) fails once its retries are used up.
         """
         if self._closed:
             raise RuntimeError(f"model {self.name!r} is closed")
@@ -186,7 +194,7 @@ class InferenceRunner:
                 self._arrival_gap, self._gap_known = gap, True
         self._last_arrival = now
         queue = self._queue
-        queue.append(_Pending(value, future))
+        queue.append(_Pending(value, future, patient=patient))
         if len(queue) == 1 or len(queue) >= self.batch_size:
             assert self._wakeup is not None
             self._wakeup.set()
@@ -198,11 +206,11 @@ class InferenceRunner:
         Raises:
             InferenceError: the call finally failed and no fallback applied.
         """
-        return (await self.submit(value)).output
+        return (await self.submit(value, patient=False)).output
 
     async def predict_many(self, values: Iterable[Any]) -> list[Any]:
         """Infer many inputs, batched and limited like stream events; outputs in input order."""
-        futures = [self.submit(v) for v in values]
+        futures = [self.submit(v, patient=False) for v in values]
         outcomes = await asyncio.gather(*futures)
         return [o.output for o in outcomes]
 
@@ -298,6 +306,7 @@ class InferenceRunner:
                     retry=not batch[0].solo,
                     prior_attempts=prior,
                     reserved=reserved,
+                    patient=any(p.patient for p in batch),
                 )
             finally:
                 self.in_flight -= 1
@@ -308,7 +317,7 @@ class InferenceRunner:
                 # once: the batch already had its retries.
                 for pending in reversed(batch):
                     self._queue.appendleft(
-                        _Pending(pending.input, pending.future, True, exc.attempts)
+                        _Pending(pending.input, pending.future, True, exc.attempts, pending.patient)
                     )
                 assert self._wakeup is not None
                 self._wakeup.set()

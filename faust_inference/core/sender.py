@@ -58,6 +58,7 @@ class Sender:
     __slots__ = (
         "_breaker_waits",
         "_clock",
+        "_in_outage",
         "_policy",
         "breaker",
         "hooks",
@@ -81,6 +82,7 @@ class Sender:
         self.hooks = hooks
         self._clock = clock
         self._policy = policy
+        self._in_outage = False
         self.limiter: RateLimiter | None = None
         if settings.rate_limit is not None:
             self.limiter = RateLimiter(
@@ -109,6 +111,7 @@ class Sender:
         retry: bool = True,
         prior_attempts: int = 0,
         reserved: bool = False,
+        patient: bool = True,
     ) -> tuple[Predictions, int, float]:
         """One request with retries; returns the predictions, attempts and latency.
 
@@ -120,10 +123,11 @@ class Sender:
         makes callers wait, are the server's state, not the inputs' fault:
         they are retried after the wait without using up the retries, for up
         to the model's ``outage_budget``. An outage is an open circuit, or
-        outage-like errors (no answer, 5xx, garbage) with no call of the
-        model answered since this request first failed; a plain 500 on a
-        batch is ambiguous (some servers answer it to one bad row) and is
-        split by the runner first.
+        an outage-like error (no answer, 5xx, garbage) while no call sent
+        after this attempt has been answered: if one has, the server works
+        and the failure is this input's. A plain 500 on a batch is ambiguous
+        (some servers answer it to one bad row) and is split by the runner
+        first.
         """
         clock, timeout, settings, hooks = (
             self._clock,
@@ -132,11 +136,10 @@ class Sender:
             self.hooks,
         )
         limiter, breaker = self.limiter, self.breaker
-        budget = settings.outage_budget if self._breaker_waits else 0.0
+        budget = settings.outage_budget if self._breaker_waits and patient else 0.0
         size, name = len(inputs), settings.name
         attempt = prior_attempts
         counted = 0  # attempts that use up the retries
-        first_failure: float | None = None
         while True:
             if limiter is not None:
                 if reserved:
@@ -188,13 +191,11 @@ class Sender:
                 usage = predictions.usage
                 hooks.on_request_end(settings, size, latency, None, usage)
                 if breaker is not None:
-                    breaker.record(failed=False)
+                    breaker.record(failed=False, sent_at=started)
                 if limiter is not None and usage is not None:
                     limiter.charge(usage)
                 return predictions, attempt, latency
             hooks.on_request_end(settings, size, clock.monotonic() - started, error, None)
-            if first_failure is None:
-                first_failure = started
             # An input the provider refused to encode was never sent.
             never_sent = isinstance(error, InvalidInput)
             error.attempts = attempt - 1 if never_sent else attempt
@@ -207,33 +208,44 @@ class Sender:
                 counted -= 1  # backpressure: wait for the limiter, never give up
                 hooks.on_retry(settings, error, limiter.throttled(started, error.retry_after))
                 continue
-            outage = breaker is not None and budget != 0 and is_outage(error)
-            within = outage and (budget is None or breaker.outage_seconds() < budget)  # type: ignore[union-attr]
-            if outage and breaker.state != "closed":  # type: ignore[union-attr]
+            # An outage the stream waits through (see the docstring).
+            down = (
+                error
+                if breaker is not None
+                and budget != 0
+                and isinstance(error, ProviderError)
+                and is_outage(error)
+                else None
+            )
+            within = down is not None and (budget is None or breaker.outage_seconds() < budget)  # type: ignore[union-attr]
+            if down is not None and breaker is not None and breaker.state != "closed":
                 if within:
                     counted -= 1  # the next attempt waits for the breaker's probe
                     hooks.on_retry(settings, error, 0.0)
                     continue
-                raise RetriesExhausted(error, attempt) from error
+                raise RetriesExhausted(down, attempt) from error
             if not isinstance(error, ProviderError) or not (
                 retry and self._policy.should_retry(error, counted)
             ):
                 if (
-                    within
-                    and retry
-                    and breaker.last_success < first_failure  # type: ignore[union-attr]
-                    and not (size > 1 and _plain_500(error))
+                    down is not None
+                    and breaker is not None
+                    and within
+                    and breaker.newest_answered <= started
+                    and not (size > 1 and _plain_500(down))
                 ):
-                    # Nothing has answered since this request first failed: an
-                    # outage the breaker has not opened for yet. Keep trying.
-                    delay = self._policy.delay(error, max(counted, 1))
+                    # No call sent after this one has been answered: an outage
+                    # the breaker has not opened for yet. Keep trying.
+                    delay = self._policy.delay(down, max(counted, 1))
                     hooks.on_retry(settings, error, delay)
                     await clock.sleep(delay)
                     continue
-                if isinstance(error, ProviderError) and error.retryable and attempt > 1:
+                if (
+                    isinstance(error, ProviderError)
+                    and attempt > 1
+                    and (error.retryable or down is not None)
+                ):
                     raise RetriesExhausted(error, attempt) from error
-                if outage and attempt > 1:
-                    raise RetriesExhausted(error, attempt) from error  # type: ignore[arg-type]
                 raise error
             delay = self._policy.delay(error, counted)
             logger.debug(
@@ -261,16 +273,30 @@ class Sender:
         self.hooks.on_rate_limit_change(self.settings, requests_per_second)
 
     def _circuit_changed(self, state: CircuitState) -> None:
-        name, breaker = self.settings.name, self.breaker and self.breaker.settings
-        if state == "open":
+        # One line when an outage begins and one when it ends: a breaker that
+        # reopens after each failed probe is the same outage.
+        name, breaker = self.settings.name, self.breaker
+        if state == "open" and not self._in_outage:
+            self._in_outage = True
+            budget = self.settings.outage_budget
             logger.warning(
-                "model %r: circuit open after repeated failures; calls %s for %gs",
+                "model %r: outage began (repeated failures); %s, probing every %gs",
                 name,
-                "wait" if self._breaker_waits else "go to the fallback",
-                breaker.reset_timeout if breaker else 0,
+                (
+                    "stream events wait"
+                    + (f" for up to outage_budget={budget:g}s" if budget is not None else "")
+                )
+                if self._breaker_waits
+                else "calls go to the fallback",
+                breaker.settings.reset_timeout if breaker else 0,
             )
-        elif state == "closed":
-            logger.info("model %r: circuit closed, the endpoint answers again", name)
+        elif state == "closed" and self._in_outage:
+            self._in_outage = False
+            logger.warning(
+                "model %r: outage ended, the endpoint answers again (failing for %.1fs before)",
+                name,
+                self._clock.monotonic() - breaker.outage_began if breaker else 0.0,
+            )
         self.hooks.on_circuit_change(self.settings, state)
 
 

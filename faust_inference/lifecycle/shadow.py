@@ -239,7 +239,8 @@ class ShadowTraffic:
             self.dropped[pair] = self.dropped.get(pair, 0) + 1
             return False
         try:
-            future = runner.submit(value)
+            # Impatient: a shadow copy never waits through an outage.
+            future = runner.submit(value, patient=False)
         except RuntimeError:  # closed: the worker is stopping
             return False
         self.in_flight += 1

@@ -60,11 +60,16 @@ source = app.topic(env("IN_TOPIC", "in"), value_type=Reading)
 sink = app.topic(env("OUT_TOPIC", "out"), value_serializer="json")
 
 
-@app.agent(source)
-@infer(model, dead_letter=env("DLQ_TOPIC", "dlq"))
 async def score(results):  # type: ignore[no-untyped-def]
     async for r in results:
         await sink.send(
             key=r.event.id,
             value={"id": r.event.id, "output": r.output, "offset": r.offset, "pid": os.getpid()},
         )
+
+
+scored = infer(model, dead_letter=env("DLQ_TOPIC", "dlq"))
+if env("INFER_ABOVE_AGENT"):  # a misconfiguration the tests check: the wrong order
+    agent = scored(app.agent(source)(score))
+else:
+    agent = app.agent(source)(scored(score))

@@ -4,7 +4,15 @@ import random
 
 import pytest
 
-from faust_inference import ClientError, ModelSettings, ServerError, TransportError
+from faust_inference import (
+    ClientError,
+    InferenceError,
+    ModelSettings,
+    ResponseDecodeError,
+    RetriesExhausted,
+    ServerError,
+    TransportError,
+)
 from faust_inference.config import CircuitBreakerSettings
 from faust_inference.core.breaker import CircuitBreaker
 from faust_inference.core.hooks import InferenceHooks
@@ -129,3 +137,85 @@ async def test_models_on_one_endpoint_share_its_breaker(registry):
     assert off.runner.breaker is None
     a.runner.breaker.record(failed=True)
     assert states == [("a", "open"), ("b", "open")]
+
+
+# -- the outage budget: outages slow the stream, they do not fail its events --------
+
+
+async def test_a_stream_event_waits_out_an_outage_shorter_than_the_budget():
+    clock, log = FakeClock(), StateLog()
+    down_until = 120.0  # two minutes of refused connections
+
+    def refuse(_inputs):
+        return TransportError("refused") if clock.now < down_until else None
+
+    provider = FakeProvider(fail_on=refuse)
+    runner = make_runner(provider, clock, log, retries=2, outage_budget=300)
+    outcome = await runner.submit(1)  # a stream event: patient
+    assert outcome.output == 2
+    assert clock.now >= down_until
+    assert log.states[0] == "open" and log.states[-1] == "closed"
+    await runner.aclose()
+
+
+async def test_past_the_budget_waiting_events_fail_and_name_the_setting():
+    clock, log = FakeClock(), StateLog()
+    provider = FakeProvider(fail_on=lambda _: ServerError("down", status=503))
+    runner = make_runner(provider, clock, log, retries=2, outage_budget=60)
+    with pytest.raises(InferenceError) as failed:
+        await runner.submit(1)
+    assert 60 <= clock.now < 60 + 2 * 10  # within a reset_timeout or two of the budget
+    later = runner.submit(2)  # arrives after the budget: refused at once
+    with pytest.raises(InferenceError, match="outage_budget=60s"):
+        await later
+    assert "down" in str(failed.value) or "outage_budget" in str(failed.value)
+    await runner.aclose()
+
+
+async def test_the_first_failures_before_the_breaker_opens_are_held_too():
+    # One event at a time: its retries run out before five consecutive failures
+    # open the breaker; nothing has answered since, so it is an outage.
+    clock, log = FakeClock(), StateLog()
+
+    def refuse(_inputs):
+        return TransportError("refused") if clock.now < 30 else None
+
+    provider = FakeProvider(fail_on=refuse)
+    runner = make_runner(provider, clock, log, retries=1, outage_budget=300)
+    assert (await runner.submit(1)).output == 2
+    await runner.aclose()
+
+
+async def test_a_direct_predict_fails_after_its_retries_instead_of_waiting():
+    clock, log = FakeClock(), StateLog()
+    provider = FakeProvider(fail_on=lambda _: TransportError("refused"))
+    runner = make_runner(provider, clock, log, retries=2, outage_budget=300)
+    with pytest.raises(RetriesExhausted):
+        await runner.predict(1)
+    assert clock.now < 5
+    await runner.aclose()
+
+
+async def test_a_bad_event_is_still_failed_at_once_while_the_server_answers_others():
+    clock, log = FakeClock(), StateLog()
+    provider = FakeProvider(
+        fail_on=lambda inputs: ClientError("bad row", status=400) if 7 in inputs else None
+    )
+    runner = make_runner(provider, clock, log, retries=2, outage_budget=300)
+    assert (await runner.submit(1)).output == 2
+    with pytest.raises(ClientError):
+        await runner.submit(7)
+    assert clock.now < 1 and log.states == []
+    await runner.aclose()
+
+
+async def test_a_server_answering_garbage_is_an_outage_too():
+    clock, log = FakeClock(), StateLog()
+
+    def garbage(_inputs):
+        return ResponseDecodeError("not JSON") if clock.now < 20 else None
+
+    provider = FakeProvider(fail_on=garbage)
+    runner = make_runner(provider, clock, log, retries=1, outage_budget=300)
+    assert (await runner.submit(3)).output == 6
+    await runner.aclose()

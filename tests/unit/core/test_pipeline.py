@@ -24,6 +24,9 @@ class SlowFirst(FakeProvider):
 def runner_for(provider, **settings):
     settings.setdefault("batch_timeout", 0.0)
     settings.setdefault("max_concurrency", 64)
+    # The pipeline's ordering and acknowledgements on their own: holding
+    # events through an outage is the breaker's (test_breaker.py).
+    settings.setdefault("circuit_breaker", False)
     return InferenceRunner(
         provider, ModelSettings(name="m", provider="fake", **settings), clock=FakeClock()
     )

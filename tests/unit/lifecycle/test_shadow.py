@@ -38,9 +38,6 @@ def test_regression_embedding_and_text_measures():
 
 
 def runner(provider, version, **kw):
-    # retries=0 and no breaker: one scripted failure is one failed call (the
-    # breaker, on by default, would hold it as a possible outage).
-    kw.setdefault("circuit_breaker", False)
     settings = ModelSettings(name="m", provider="http", endpoint="http://127.0.0.1:9",
                              version=version, batch_size=1, retries=0, **kw)
     return InferenceRunner(provider, settings)

@@ -1,0 +1,128 @@
+"""Checks an ``infer()`` agent runs before it reads its first event.
+
+Misconfiguration must stop a worker once, at start-up, with the fix in the
+message: not on the first event, and not in a loop of agent restarts. These
+checks need the running worker (topic metadata, the model server), so they
+cannot run at registration; they run when the agent starts, before it
+consumes, and a failure crashes the worker (non-zero exit) after one log line.
+
+* every ``fallback=`` names a registered model;
+* a partitioned result cache has as many partitions as each source topic
+  (from the broker's metadata);
+* each model's server serves it, where the protocol has a readiness call
+  (``provider.ready()``): a missing model or a wrong path is a configuration
+  error naming the URL tried; a server that is not up yet is waited for, up
+  to :data:`READY_WAIT` seconds, then the worker starts anyway (an outage is
+  what the circuit breaker and ``outage_budget`` are for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faust_inference.cache import require_same_partitions
+from faust_inference.exceptions import (
+    ConfigurationError,
+    InferenceError,
+    ModelNotFound,
+    TransportError,
+)
+
+__all__ = ["READY_WAIT", "check_before_consuming", "stop_worker"]
+
+logger = logging.getLogger(__name__)
+
+READY_WAIT = 60.0
+"""Seconds a worker waits at start-up for a model server that does not answer yet."""
+
+_METADATA_WAIT = 30.0
+
+
+async def check_before_consuming(app: Any, stream: Any, model: Any) -> None:
+    """Run the start-up checks of one ``infer()`` agent.
+
+    Raises:
+        ConfigurationError: a check failed; the message says what to change.
+    """
+    registry = getattr(app, "inference", None)
+    if registry is not None:
+        registry.check()
+    if model.cache is not None:
+        for topic in _source_topics(stream):
+            await _metadata(app, topic)
+            require_same_partitions(model.cache, topic)
+    await _ready(registry, model)
+
+
+async def stop_worker(app: Any, error: BaseException) -> None:
+    """Log ``error`` once and crash the worker, which then exits non-zero."""
+    logger.error("faust-inference: the worker cannot start: %s", error)
+    crash = getattr(app, "crash", None)
+    if crash is not None:
+        await crash(error)
+
+
+def _source_topics(stream: Any) -> list[str]:
+    channel = getattr(stream, "channel", None)
+    topics = getattr(channel, "topics", None)
+    return [t for t in topics or () if isinstance(t, str)]
+
+
+async def _metadata(app: Any, topic: str) -> None:
+    """Wait until the consumer knows ``topic``'s partitions (bounded)."""
+    consumer = app.consumer
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _METADATA_WAIT
+    # Polled: the consumer has no event for "metadata of this topic arrived".
+    while consumer.topic_partitions(topic) is None and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+
+
+async def _ready(registry: Any, model: Any) -> None:
+    """Each model checked once per worker, however many agents use it."""
+    if registry is None:
+        await _wait_ready(model)
+        return
+    checks: dict[str, asyncio.Task[None]] = registry.__dict__.setdefault("_ready_checks", {})
+    task = checks.get(model.name)
+    if task is None:
+        task = checks[model.name] = asyncio.get_running_loop().create_task(_wait_ready(model))
+    await asyncio.shield(task)
+
+
+async def _wait_ready(model: Any) -> None:
+    provider = model.runner.provider
+    ready = getattr(provider, "ready", None)
+    if ready is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_WAIT
+    delay, last = 0.5, None
+    while loop.time() < deadline:
+        try:
+            await ready()
+            return
+        except ModelNotFound as exc:
+            raise ConfigurationError(f"model {model.name!r}: {exc}") from None
+        except ConfigurationError:
+            raise
+        except (TransportError, InferenceError) as exc:
+            if last is None:
+                logger.warning(
+                    "model %r: its server is not ready yet (%s); waiting up to %gs",
+                    model.name,
+                    exc,
+                    READY_WAIT,
+                )
+            last = exc
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    logger.warning(
+        "model %r: its server was still not ready after %gs (%s); starting anyway: "
+        "events wait for it within outage_budget",
+        model.name,
+        READY_WAIT,
+        last,
+    )

@@ -83,7 +83,9 @@ def model_report(
             evaluation[v] = evaluation[v].merge(win) if v in evaluation else win
     rollout = state.rollout.model_dump(mode="json") if state.rollout is not None else None
     if rollout is not None and state.rollout is not None:
-        rollout["percent"] = state.rollout.percent
+        r = state.rollout
+        # The canary's share now: its step's while running, 100% once promoted.
+        rollout["percent"] = 0.0 if r.status == "rolled_back" else r.steps[r.step]
     return {
         "model": model,
         "default": state.default,

@@ -93,10 +93,10 @@ class Account:
         return len(self.out) - len(self.scored)
 
 
-def stop_timed(worker: Worker, limit: float = 30.0) -> float:
-    """SIGTERM the worker and return how long it took to exit."""
+async def stop_timed(worker: Worker, limit: float = 30.0) -> float:
+    """SIGTERM the worker and return how long it took to exit (the loop keeps running)."""
     started = time.monotonic()
-    worker.stop(timeout=limit)
+    await asyncio.to_thread(worker.stop, limit)
     return time.monotonic() - started
 
 

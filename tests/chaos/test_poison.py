@@ -91,7 +91,7 @@ async def test_poison_records_are_dead_lettered_and_nothing_is_lost(kafka, tmp_p
                         functools.partial(_all_accounted, set(sent), out, dlq), 60, workers=[worker]
                     )
                     assert Account(sent, out, dlq).lost == set(), f"round {rnd}"
-                stop_seconds = stop_timed(worker)
+                stop_seconds = await stop_timed(worker)
         finally:
             worker.kill()
 

@@ -37,6 +37,8 @@ from benchmarks.support import drain, fake_endpoint, fill_topic, rate, unique
 from devtools.kafka import KafkaBroker
 from devtools.worker import FaustWorker
 
+__all__ = ["SETTINGS", "run_once", "wait_for_group"]
+
 PARTITIONS = 8
 # name: (what, the app's settings, events per run)
 SETTINGS: dict[str, tuple[str, dict[str, str], int]] = {

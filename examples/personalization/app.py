@@ -35,6 +35,8 @@ from examples.personalization.shop import (
 )
 from faust_inference import infer, install
 
+__all__ = ["Click", "RankRequest", "app", "rank", "ranker", "track"]
+
 env = os.environ.get
 
 app = faust.App(

@@ -38,6 +38,8 @@ from examples.personalization.shop import (
     update_profile,
 )
 
+__all__ = ["MODEL_SETTINGS", "make_slates", "train"]
+
 MODEL_NAME = "ranker"
 MODEL_VERSION = "v1"
 RUNTIME = Path(__file__).with_name("ranking_runtime.py")

@@ -36,6 +36,8 @@ from examples.predictive_maintenance.plant import (
 )
 from faust_inference import infer, install
 
+__all__ = ["PumpWindow", "Reading", "alert", "app", "detector", "score", "summarise"]
+
 
 class Reading(faust.Record, serializer="json"):
     """One pump's sensors at ``ts`` (seconds since the epoch)."""

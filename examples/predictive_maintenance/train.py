@@ -42,6 +42,8 @@ from examples.predictive_maintenance.plant import (
     window_features,
 )
 
+__all__ = ["MODEL_SETTINGS", "first_alert", "pump_windows", "train"]
+
 MODEL_NAME = "pump-health"
 MODEL_VERSION = "v1"
 INTERVAL = 2.0  # seconds between readings

@@ -167,8 +167,8 @@ class CircuitBreakerSettings(_Frozen):
     waits as well when neither is registered). No event is dropped.
 
     Example:
-        >>> CircuitBreakerSettings(failures=5, reset_timeout=10).on_open
-        'wait'
+        >>> CircuitBreakerSettings(failures=5, reset_timeout=10).on_open is None
+        True
     """
 
     failures: int = Field(5, ge=1)

@@ -68,7 +68,7 @@ def population_stability_index(reference: Sequence[float], observed: Sequence[fl
 
     Example:
         >>> round(population_stability_index([50, 50], [80, 20]), 3)
-        0.375
+        0.416
     """
     ref_total, obs_total = float(sum(reference)), float(sum(observed))
     if ref_total <= 0 or obs_total <= 0:

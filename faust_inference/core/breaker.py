@@ -49,8 +49,10 @@ class CircuitBreaker:
     """The state of one endpoint, shared by every call to it.
 
     Example:
-        >>> from tests.unit.fakes import FakeClock  # doctest: +SKIP
-        >>> breaker = CircuitBreaker(CircuitBreakerSettings(failures=2), FakeClock())
+        >>> class Frozen:  # any Clock: the runner passes the loop's
+        ...     def monotonic(self): return 0.0
+        ...     async def sleep(self, seconds): pass
+        >>> breaker = CircuitBreaker(CircuitBreakerSettings(failures=2), Frozen())
         >>> breaker.record(failed=True); breaker.record(failed=True)
         >>> breaker.state
         'open'

@@ -14,7 +14,16 @@ import re
 import signal
 
 from tests.chaos.fault_server import FaultServer
-from tests.chaos.support import APP, Account, Collector, Worker, chaos_env, good, produce_raw
+from tests.chaos.support import (
+    APP,
+    Account,
+    Collector,
+    Worker,
+    chaos_env,
+    good,
+    produce_raw,
+    stop_timed,
+)
 
 
 def _scored(ids: set[str], out: list[dict]) -> bool:
@@ -47,9 +56,11 @@ async def test_a_worker_joining_during_an_outage_takes_over_without_loss(kafka, 
                 await seen.wait_for(
                     functools.partial(_scored, sent, out), 120, workers=[first, second]
                 )
+                stops = [await stop_timed(first), await stop_timed(second)]
         finally:
-            first.stop()
-            second.stop()
+            first.kill()
+            second.kill()
+    assert max(stops) < 10, f"SIGTERM took {stops}"
     account = Account(sent, out, dlq)
     assert account.lost == set() and not dlq
     assert len({r["pid"] for r in out}) == 2, "both workers scored events"
@@ -77,8 +88,10 @@ async def test_a_frozen_broker_loses_nothing_and_does_not_flood_the_log(kafka, t
                     os.kill(kafka.pid, signal.SIGCONT)
                 await producing
                 await seen.wait_for(functools.partial(_scored, sent, out), 150, workers=[worker])
+                stop_seconds = await stop_timed(worker)
         finally:
-            worker.stop()
+            worker.kill()
+    assert stop_seconds < 10, f"SIGTERM took {stop_seconds:.1f}s"
     lines = worker.log(lines=1_000_000).splitlines()[before:]
     errors = [line for line in lines if re.search(r"\[(ERROR|WARNING)\]", line)]
     account = Account(sent, out, dlq)

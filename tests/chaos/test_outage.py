@@ -84,6 +84,11 @@ async def _run_through(
                         functools.partial(_scored, sent, out), 120, workers=[second]
                     )
                     assert not dlq
+                    second_stop = await stop_timed(second)
+                    assert second_stop < 10, f"SIGTERM took {second_stop:.1f}s"
+                else:
+                    first_stop = await stop_timed(first)
+                    assert first_stop < 10, f"SIGTERM took {first_stop:.1f}s"
         finally:
             first.kill()
             second.kill()

@@ -15,7 +15,7 @@ import functools
 import json
 
 from tests.chaos.fault_server import FaultServer
-from tests.chaos.support import APP, Collector, Worker, chaos_env, good, produce_raw
+from tests.chaos.support import APP, Collector, Worker, chaos_env, good, produce_raw, stop_timed
 
 KEY = "sk-chaos" + "Q7r2Xv9LmT4pZa8WcN3bK6yD"
 PASSWORD = "pw-" + "H5tGv8QmZr2Lx"
@@ -42,8 +42,10 @@ async def test_echoed_credentials_leak_nowhere(kafka, tmp_path):
                 dlq = seen.records[env["DLQ_TOPIC"]]
                 await produce_raw(kafka.bootstrap, env["IN_TOPIC"], map(good, range(20)))
                 await seen.wait_for(functools.partial(_all_dead, 20, dlq), 90, workers=[worker])
+                stop_seconds = await stop_timed(worker)
         finally:
-            worker.stop()
+            worker.kill()
+    assert stop_seconds < 10, f"SIGTERM took {stop_seconds:.1f}s"
     assert server.faults.get("echo", 0) > 0
     letters = json.dumps(dlq)
     log = worker.log(lines=1_000_000)

@@ -76,8 +76,11 @@ async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
 
     port = free_port()
     async with FakeEndpoint(latency=0.002) as v1, FakeEndpoint(latency=0.004) as v2:
+        # version_in_path=False: the fake serves no /versions/{v}/ready for the
+        # start-up readiness check.
+        options = '{"input_name": "features", "shape": [10], "version_in_path": false}'
         env = lifecycle_env(kafka, v1.url, V2_URL=v2.url, MODEL_REMOTE_NAME="fake-model",
-                            WEB_PORT=str(port), WEB_TOKEN=TOKEN)
+                            WEB_PORT=str(port), WEB_TOKEN=TOKEN, MODEL_OPTIONS=options)
         worker = Worker(APP, env, tmp_path, "web").start()
         base = f"http://127.0.0.1:{port}/inference"
         try:

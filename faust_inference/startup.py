@@ -32,6 +32,7 @@ from faust_inference.exceptions import (
 
 __all__ = ["READY_WAIT", "check_before_consuming", "stop_worker"]
 
+
 logger = logging.getLogger(__name__)
 
 READY_WAIT = 60.0
@@ -93,7 +94,14 @@ async def _ready(registry: Any, model: Any) -> None:
 
 
 async def _wait_ready(model: Any) -> None:
-    provider = model.runner.provider
+    runners = [model.runner]
+    versions = getattr(model, "_versions", None)  # added with add_version(), if any
+    if versions is not None:
+        runners += [r for r in versions.runners.values() if r is not model.runner]
+    await asyncio.gather(*(_wait_provider(model.name, r.provider) for r in runners))
+
+
+async def _wait_provider(name: str, provider: Any) -> None:
     ready = getattr(provider, "ready", None)
     if ready is None:
         return
@@ -105,14 +113,14 @@ async def _wait_ready(model: Any) -> None:
             await ready()
             return
         except ModelNotFound as exc:
-            raise ConfigurationError(f"model {model.name!r}: {exc}") from None
+            raise ConfigurationError(f"model {name!r}: {exc}") from None
         except ConfigurationError:
             raise
         except (TransportError, InferenceError) as exc:
             if last is None:
                 logger.warning(
                     "model %r: its server is not ready yet (%s); waiting up to %gs",
-                    model.name,
+                    name,
                     exc,
                     READY_WAIT,
                 )
@@ -122,7 +130,7 @@ async def _wait_ready(model: Any) -> None:
     logger.warning(
         "model %r: its server was still not ready after %gs (%s); starting anyway: "
         "events wait for it within outage_budget",
-        model.name,
+        name,
         READY_WAIT,
         last,
     )

@@ -5,10 +5,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/venv.sh
+echo "== chromium for the /inference/ page's browser test (Playwright drives it via executable_path)"
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 echo "== services: Kafka jars, MLServer and embeddings virtualenvs, the example model"
 .venv/bin/python -m devtools.kafka fetch
 .venv/bin/python -m devtools.kafka fetch --version 4.1.1
 .venv/bin/python -m devtools.mlserver setup >/dev/null
+.venv/bin/python -m examples.personalization.run --prepare-only >/dev/null
+.venv/bin/python -m examples.predictive_maintenance.run --prepare-only >/dev/null
 .venv/bin/python -m devtools.embeddings setup >/dev/null
 echo "== lint and types"
 .venv/bin/ruff check faust_inference tests examples benchmarks devtools

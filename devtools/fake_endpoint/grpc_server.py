@@ -1,4 +1,4 @@
-"""The fake endpoint's Open Inference Protocol over gRPC (``ModelInfer``), for benchmarks.
+"""The fake endpoint's Open Inference Protocol over gRPC (``ModelInfer``, ``ModelReady``).
 
 Same test double, same answers (:func:`protocols.oip_infer`), same latency,
 slow fraction and counters as its REST routes, on a gRPC port of its own:
@@ -27,7 +27,7 @@ async def start_grpc(endpoint: FakeEndpoint, host: str = "127.0.0.1", port: int 
     import grpc
 
     from faust_inference.providers import oip_v2_pb2 as pb2
-    from faust_inference.providers.oip_grpc import INFER_METHOD
+    from faust_inference.providers.oip_grpc import INFER_METHOD, READY_METHOD
 
     async def infer(request: Any, context: Any) -> Any:
         counters, cfg = endpoint._counters, endpoint.config
@@ -73,6 +73,9 @@ async def start_grpc(endpoint: FakeEndpoint, host: str = "127.0.0.1", port: int 
         finally:
             counters.in_flight -= 1
 
+    async def ready(request: Any, context: Any) -> Any:
+        return pb2.ModelReadyResponse(ready=True)  # every model is, as on the REST route
+
     service, _, method = INFER_METHOD.strip("/").partition("/")
     handler = grpc.method_handlers_generic_handler(
         service,
@@ -81,7 +84,12 @@ async def start_grpc(endpoint: FakeEndpoint, host: str = "127.0.0.1", port: int 
                 infer,
                 request_deserializer=pb2.ModelInferRequest.FromString,
                 response_serializer=pb2.ModelInferResponse.SerializeToString,
-            )
+            ),
+            READY_METHOD.rpartition("/")[2]: grpc.unary_unary_rpc_method_handler(
+                ready,
+                request_deserializer=pb2.ModelReadyRequest.FromString,
+                response_serializer=pb2.ModelReadyResponse.SerializeToString,
+            ),
         },
     )
     server = grpc.aio.server(

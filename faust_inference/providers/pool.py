@@ -11,8 +11,9 @@ itself. The pool watches the answers (passive health, no probe traffic):
   ``eject_time`` seconds (doubled at each new ejection); then one real
   request probes it, and an answer brings it back;
 - a replica that answers 429 gets no requests until its ``Retry-After``
-  (its own rate limit), and a request it refused, or that could not reach
-  it, goes at once to another replica: a model's limits are per replica;
+  (its own rate limit), and a request it refused (429, 502-504, model not
+  loaded), or that could not reach it, goes at once to another replica: a
+  model's limits are per replica;
 - with ``hedge=``, a request still unanswered after the model's recent p95
   latency (or a fixed delay) is copied to another replica; the first answer
   wins and the other call is cancelled, within a budget (5% extra requests).
@@ -48,7 +49,14 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from faust_inference.config import HedgeSettings, ModelSettings, ReplicaHealthSettings
 from faust_inference.core.breaker import is_outage
 from faust_inference.core.clock import Clock, LoopClock
-from faust_inference.exceptions import InferenceTimeout, ProviderError, RateLimited, TransportError
+from faust_inference.exceptions import (
+    InferenceTimeout,
+    ModelUnavailable,
+    ProviderError,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
 from faust_inference.providers.redaction import redact_url
 
 __all__ = [
@@ -209,8 +217,11 @@ class ReplicaPool(Generic[E]):
     async def call(self, send: Callable[[E], Awaitable[T]]) -> T:
         """Run ``send`` against the best replica, failing over and hedging as configured.
 
-        A request that got no answer (refused, reset) or a 429 goes at once
-        to a replica not tried yet; other errors are the caller's to retry.
+        A request that got no answer (refused, reset), a 429, or an answer
+        saying this replica cannot serve now (502, 503, 504, or the model not
+        loaded there) goes at once to a replica not tried yet. Other errors
+        are the caller's to retry: a 500 may be the input's fault, and a
+        timeout already took the caller's time.
 
         Raises:
             ProviderError: every replica tried failed; the last error.
@@ -221,8 +232,8 @@ class ReplicaPool(Generic[E]):
             tried.add(index)
             try:
                 return await self._hedged(index, send, tried)
-            except (RateLimited, TransportError) as exc:
-                if isinstance(exc, InferenceTimeout) or len(tried) >= len(self.replicas):
+            except ProviderError as exc:
+                if not _elsewhere(exc) or len(tried) >= len(self.replicas):
                     raise
                 if all(i in tried for i in self._available()):
                     raise
@@ -429,6 +440,15 @@ class ReplicaPool(Generic[E]):
 
     def __repr__(self) -> str:
         return f"<ReplicaPool {[r.url for r in self.replicas]} hedge={self.hedge is not None}>"
+
+
+def _elsewhere(error: ProviderError) -> bool:
+    """Whether another replica may answer what this one could not, at once."""
+    if isinstance(error, InferenceTimeout):
+        return False
+    if isinstance(error, RateLimited | TransportError | ModelUnavailable):
+        return True
+    return isinstance(error, ServerError) and error.status in (502, 503, 504)
 
 
 def live_pools() -> Iterator[ReplicaPool[Any]]:

@@ -89,14 +89,26 @@ async def test_a_refused_connection_goes_to_another_replica_at_once() -> None:
     assert pool.replicas[0].failures >= 1
 
 
-async def test_an_error_the_request_caused_is_not_failed_over() -> None:
+@pytest.mark.parametrize(
+    "error",
+    [ClientError("bad shape", status=400), ServerError("bad row", status=500)],
+    ids=["400", "500"],
+)
+async def test_an_error_the_request_may_have_caused_is_not_failed_over(error: Exception) -> None:
     pool, replicas, _ = _pool(2)
     for r in replicas:
-        r.fail = lambda: ClientError("bad shape", status=400)
-    with pytest.raises(ClientError):
+        r.fail = lambda: error
+    with pytest.raises(type(error)):
         await pool.post(1)
     assert sum(r.calls for r in replicas) == 1
-    assert all(r.state == "up" for r in pool.replicas)
+
+
+async def test_a_replica_that_cannot_serve_now_is_failed_over() -> None:
+    pool, replicas, _ = _pool(2)
+    replicas[0].fail = lambda: ServerError("unavailable", status=503)
+    pool._turn = iter([0] * 10)  # type: ignore[assignment]  # r0 first
+    assert (await pool.post(1))["from"] == "http://r1:8080"
+    assert [r.calls for r in replicas] == [1, 1]
 
 
 async def test_consecutive_failures_eject_and_a_probe_brings_back() -> None:

@@ -14,9 +14,12 @@ echo "== services: Kafka jars, MLServer and embeddings virtualenvs, the example 
 .venv/bin/python -m examples.personalization.run --prepare-only >/dev/null
 .venv/bin/python -m examples.predictive_maintenance.run --prepare-only >/dev/null
 .venv/bin/python -m devtools.embeddings setup >/dev/null
+.venv/bin/python -m devtools.llm setup >/dev/null
 echo "== lint and types"
 .venv/bin/ruff check faust_inference tests examples benchmarks devtools
 .venv/bin/mypy faust_inference devtools
+echo "== docs"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 fi

@@ -233,6 +233,7 @@ class FakeEndpoint:
             ("GET", "/v2/health/ready", "oip", lambda r, b: protocols.Reply({"ready": True}, 0)),
             ("GET", "/v2/health/live", "oip", lambda r, b: protocols.Reply({"live": True}, 0)),
             ("GET", "/v2/models/{name}/ready", "oip", self._model_ready),
+            ("GET", "/v2/models/{name}/versions/{version}/ready", "oip", self._model_ready),
             ("GET", "/v2/models/{name}", "oip", self._model_metadata),
             ("POST", "/predict", "plain", self._predict),
             ("POST", "/echo", "plain", None),

@@ -11,14 +11,16 @@ consumes, and a failure crashes the worker (non-zero exit) after one log line.
   (from the broker's metadata);
 * each model's server serves it, where the protocol has a readiness call
   (``provider.ready()``): a missing model or a wrong path is a configuration
-  error naming the URL tried; a server that is not up yet is waited for, up
-  to :data:`READY_WAIT` seconds, then the worker starts anyway (an outage is
-  what the circuit breaker and ``outage_budget`` are for).
+  error naming the URL tried. A server that is not up yet is waited for
+  :data:`FIRST_ANSWER_WAIT` seconds, then the agent consumes (an outage is
+  what the circuit breaker and ``outage_budget`` are for) while the check
+  goes on for up to :data:`READY_WAIT` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -30,13 +32,16 @@ from faust_inference.exceptions import (
     TransportError,
 )
 
-__all__ = ["READY_WAIT", "check_before_consuming", "stop_worker"]
+__all__ = ["FIRST_ANSWER_WAIT", "READY_WAIT", "check_before_consuming", "stop_worker"]
 
 
 logger = logging.getLogger(__name__)
 
 READY_WAIT = 60.0
 """Seconds a worker waits at start-up for a model server that does not answer yet."""
+
+FIRST_ANSWER_WAIT = 5.0
+"""Seconds an agent waits for its model's first readiness answer before it consumes."""
 
 _METADATA_WAIT = 30.0
 
@@ -54,7 +59,7 @@ async def check_before_consuming(app: Any, stream: Any, model: Any) -> None:
         for topic in _source_topics(stream):
             await _metadata(app, topic)
             require_same_partitions(model.cache, topic)
-    await _ready(registry, model)
+    await _ready(app, registry, model)
 
 
 async def stop_worker(app: Any, error: BaseException) -> None:
@@ -81,16 +86,33 @@ async def _metadata(app: Any, topic: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _ready(registry: Any, model: Any) -> None:
-    """Each model checked once per worker, however many agents use it."""
-    if registry is None:
-        await _wait_ready(model)
-        return
-    checks: dict[str, asyncio.Task[None]] = registry.__dict__.setdefault("_ready_checks", {})
+async def _ready(app: Any, registry: Any, model: Any) -> None:
+    """Each model checked once per worker, however many agents use it.
+
+    The agent waits for the first answer only briefly: a server that is down
+    or failing is an outage, which events wait through anyway. The check goes
+    on in the background, and a late "no such model" still stops the worker.
+    """
+    holder = registry.__dict__ if registry is not None else {}
+    checks: dict[str, asyncio.Task[None]] = holder.setdefault("_ready_checks", {})
     task = checks.get(model.name)
     if task is None:
         task = checks[model.name] = asyncio.get_running_loop().create_task(_wait_ready(model))
-    await asyncio.shield(task)
+    done, _ = await asyncio.wait({task}, timeout=FIRST_ANSWER_WAIT)
+    if task in done:
+        task.result()  # raises the ConfigurationError, if any
+        return
+    watched: set[str] = holder.setdefault("_ready_watched", set())
+    if model.name not in watched:
+        watched.add(model.name)
+        task.add_done_callback(functools.partial(_stop_if_misconfigured, app))
+
+
+def _stop_if_misconfigured(app: Any, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and isinstance(task.exception(), ConfigurationError):
+        error = task.exception()
+        assert error is not None
+        asyncio.get_running_loop().create_task(stop_worker(app, error))
 
 
 async def _wait_ready(model: Any) -> None:
@@ -119,7 +141,8 @@ async def _wait_provider(name: str, provider: Any) -> None:
         except (TransportError, InferenceError) as exc:
             if last is None:
                 logger.warning(
-                    "model %r: its server is not ready yet (%s); waiting up to %gs",
+                    "model %r: its server is not ready yet (%s); consuming meanwhile (events "
+                    "wait within outage_budget), checking again for up to %gs",
                     name,
                     exc,
                     READY_WAIT,
@@ -128,8 +151,8 @@ async def _wait_provider(name: str, provider: Any) -> None:
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
     logger.warning(
-        "model %r: its server was still not ready after %gs (%s); starting anyway: "
-        "events wait for it within outage_budget",
+        "model %r: its server was still not ready after %gs (%s); no more start-up "
+        "checks: events wait for it within outage_budget",
         name,
         READY_WAIT,
         last,

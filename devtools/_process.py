@@ -14,19 +14,23 @@ Like the launchers, this module is stdlib-only: they must run from any Python
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import fcntl
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, NoReturn, Self
 
 LOOPBACK: Final = "127.0.0.1"
 """Interface every launcher binds: test servers are never reachable from outside."""
@@ -421,3 +425,165 @@ def serve_until_signal(
         service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+# Local requests must never go through an HTTP(S)_PROXY from the environment.
+_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_json(
+    method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 10.0
+) -> tuple[int, Any]:
+    """One JSON request without a proxy; returns (status, decoded body), errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            status: int = response.status
+            return status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+class ServerProcess(Service):
+    """A model server in a venv of ours: one process group, a log file, a free port.
+
+    What the embeddings and LLM launchers share: start with a retry when the
+    free port was taken between picking and binding, the log's tail in every
+    error, and a stop that leaves no process behind. A subclass sets the
+    attributes below in ``__init__`` and implements :meth:`_spawn` (start the
+    process on ``self._port``) and :meth:`_wait_ready` (poll, then probe).
+    """
+
+    error: type[Exception] = RuntimeError
+    """Raised, with the log's tail, when the server cannot start."""
+    what = "server"
+
+    _proc: subprocess.Popen[bytes] | None
+    _log_path: Path | None
+    _log_path_arg: Path | None
+    _requested_port: int | None
+    _port: int | None
+    _host: str
+    _startup_timeout: float
+    _install: bool
+
+    def _say(self, message: str) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, model: Path) -> None:
+        raise NotImplementedError
+
+    def _wait_ready(self, started: float) -> None:
+        raise NotImplementedError
+
+    def _init_process(
+        self,
+        host: str,
+        port: int | None,
+        log_path: Path | None,
+        startup_timeout: float,
+        install: bool,
+    ) -> None:
+        """The state every launcher keeps; call from ``__init__``."""
+        self._host = host
+        self._requested_port = port
+        self._port = None
+        self._log_path_arg = log_path
+        self._log_path = None
+        self._startup_timeout = startup_timeout
+        self._install = install
+        self._proc = None
+
+    @property
+    def url(self) -> str:
+        """Base URL ending in ``/v1``, usable as an OpenAI client's ``base_url``.
+
+        Raises:
+            Exception: :attr:`error`, if the server has not been started.
+        """
+        if self._port is None:
+            raise self.error(f"{self.what} not started")
+        return f"http://{self._host}:{self._port}/v1"
+
+    @property
+    def log_path(self) -> Path | None:
+        """The server's log file, once started."""
+        return self._log_path
+
+    @property
+    def pid(self) -> int | None:
+        """Process id (and process-group id) of the server, while running."""
+        return None if self._proc is None else self._proc.pid
+
+    def poll(self) -> int | None:
+        """Return the server's exit code, or ``None`` while it runs (or never ran)."""
+        return None if self._proc is None else self._proc.poll()
+
+    def _start_with(self, model: Path) -> None:
+        """Spawn and wait; on a port lost to another process, retry twice on new ones."""
+        if self._proc is not None:
+            raise self.error(f"{self.what} already started")
+        attempts = 1 if self._requested_port is not None else 3
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            self._spawn(model)
+            try:
+                self._wait_ready(started)
+            except self.error:
+                port_taken = "address already in use" in self._log_tail(200).lower()
+                self.stop()
+                if port_taken and attempt < attempts:
+                    self._say("port was taken meanwhile; retrying on another one")
+                    continue
+                raise
+            except BaseException:  # e.g. KeyboardInterrupt: leave nothing behind
+                self.stop()
+                raise
+            self._say(f"ready at {self.url} in {time.monotonic() - started:.1f}s (pid {self.pid})")
+            atexit.register(self.stop)
+            return
+
+    def serve(self, variable: str) -> int:
+        """Run until SIGINT/SIGTERM, printing ``VARIABLE=<url>`` once ready; the exit code.
+
+        What the launchers' ``start`` command does, so that shell scripts can
+        read the URL from the first line.
+        """
+        try:
+            return serve_until_signal(
+                self,
+                alive=lambda: self.poll() is None,
+                on_ready=lambda: print(f"{variable}={self.url}", flush=True),
+                on_death=lambda: self._say(
+                    f"server exited unexpectedly with code {self.poll()}; log: {self.log_path}"
+                ),
+            )
+        except self.error as exc:
+            self._say(str(exc))
+            return 1
+
+    def _log_tail(self, lines: int = 40) -> str:
+        return "" if self._log_path is None else tail(self._log_path, lines)
+
+    def _fail(self, message: str) -> NoReturn:
+        raise self.error(f"{message}\n--- last lines of {self._log_path} ---\n{self._log_tail()}")
+
+    def stop(self) -> None:
+        """Stop the server and everything in its process group; idempotent.
+
+        SIGTERM to the group, up to 10 s, then SIGKILL for whatever is left
+        (the server leads its own session), so no child survives.
+        """
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        atexit.unregister(self.stop)
+        if terminate_group(proc, 10):
+            self._say("server ignored SIGTERM for 10 s and was SIGKILLed")

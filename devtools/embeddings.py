@@ -46,19 +46,15 @@ This module is stdlib-only at import so the project's venv (or any Python
 from __future__ import annotations
 
 import argparse
-import atexit
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Final
 
 try:
     from devtools import _process
@@ -344,34 +340,11 @@ def model_dir(venv: Path = VENV_DIR) -> Path:
     return Path(out.stdout.strip())
 
 
-# Local requests must never go through an HTTP(S)_PROXY from the environment.
-_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _http_json(
-    method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 10.0
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status: int = response.status
-            return status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
-
-
 class EmbeddingServerError(RuntimeError):
     """The embeddings server could not be started or did not become ready."""
 
 
-class EmbeddingServer(_process.Service):
+class EmbeddingServer(_process.ServerProcess):
     """An infinity-emb process serving all-MiniLM-L6-v2 on 127.0.0.1.
 
     Intended for pytest fixtures (usually session-scoped: start-up costs
@@ -387,6 +360,12 @@ class EmbeddingServer(_process.Service):
         ...     client = openai.OpenAI(base_url=server.url, api_key="unused")
         ...     client.embeddings.create(model=server.model_name, input=["hi"])
     """
+
+    error = EmbeddingServerError
+    what = "embeddings server"
+
+    def _say(self, message: str) -> None:
+        _log(message)
 
     def __init__(
         self,
@@ -423,18 +402,11 @@ class EmbeddingServer(_process.Service):
             install: Call :func:`ensure_venv` in :meth:`start` if needed.
         """
         self._venv = venv
-        self._host = host
-        self._requested_port = port
-        self._port: int | None = None
-        self._log_path_arg = log_path
-        self._log_path: Path | None = None
-        self._startup_timeout = startup_timeout
+        self._init_process(host, port, log_path, startup_timeout, install)
         self._warmup = warmup
         self._batch_size = batch_size
         self._reject_unknown_model = reject_unknown_model
         self._extra_args = tuple(extra_args)
-        self._install = install
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def model_name(self) -> str:
@@ -446,31 +418,6 @@ class EmbeddingServer(_process.Service):
         """Length of every returned embedding vector."""
         return EMBEDDING_DIM
 
-    @property
-    def url(self) -> str:
-        """Base URL ending in ``/v1``, usable as an OpenAI client's ``base_url``.
-
-        Raises:
-            EmbeddingServerError: If the server has not been started.
-        """
-        if self._port is None:
-            raise EmbeddingServerError("embeddings server not started")
-        return f"http://{self._host}:{self._port}/v1"
-
-    @property
-    def log_path(self) -> Path | None:
-        """The server's log file, once started."""
-        return self._log_path
-
-    @property
-    def pid(self) -> int | None:
-        """Process id (and process-group id) of the server, while running."""
-        return None if self._proc is None else self._proc.pid
-
-    def poll(self) -> int | None:
-        """Return the server's exit code, or ``None`` while it runs (or never ran)."""
-        return None if self._proc is None else self._proc.poll()
-
     def start(self) -> None:
         """Start the server and block until it answers a real embeddings request.
 
@@ -481,30 +428,9 @@ class EmbeddingServer(_process.Service):
             EmbeddingServerError: If the server exits early or is not ready
                 within ``startup_timeout``; the message holds the log's tail.
         """
-        if self._proc is not None:
-            raise EmbeddingServerError("embeddings server already started")
         if self._install:
             ensure_venv(self._venv)
-        model = model_dir(self._venv)
-        attempts = 1 if self._requested_port is not None else 3
-        for attempt in range(1, attempts + 1):
-            started = time.monotonic()
-            self._spawn(model)
-            try:
-                self._wait_ready(started)
-            except EmbeddingServerError:
-                port_taken = self._log_mentions("address already in use")
-                self.stop()
-                if port_taken and attempt < attempts:
-                    _log("port was taken meanwhile; retrying on another one")
-                    continue
-                raise
-            except BaseException:  # e.g. KeyboardInterrupt: leave nothing behind
-                self.stop()
-                raise
-            _log(f"ready at {self.url} in {time.monotonic() - started:.1f}s (pid {self.pid})")
-            atexit.register(self.stop)
-            return
+        self._start_with(model_dir(self._venv))
 
     def _spawn(self, model: Path) -> None:
         self._port = self._requested_port or _process.free_ports(1, self._host)[0]
@@ -584,7 +510,7 @@ class EmbeddingServer(_process.Service):
             if code is not None:
                 self._fail(f"embeddings server exited with code {code} during start-up")
             try:
-                status, body = _http_json("GET", models_url, timeout=2.0)
+                status, body = _process.http_json("GET", models_url, timeout=2.0)
             except (OSError, ValueError):
                 status, body = 0, None
             if status == 200 and isinstance(body, dict):
@@ -601,7 +527,7 @@ class EmbeddingServer(_process.Service):
         # loaded and computes vectors of the expected size.
         remaining = max(deadline - time.monotonic(), 5.0)
         try:
-            status, body = _http_json(
+            status, body = _process.http_json(
                 "POST",
                 f"{self.url}/embeddings",
                 {"model": MODEL_NAME, "input": ["readiness probe"]},
@@ -615,31 +541,6 @@ class EmbeddingServer(_process.Service):
             dim = -1
         if status != 200 or dim != EMBEDDING_DIM:
             self._fail(f"probe embeddings request answered {status}: {str(body)[:300]}")
-
-    def _log_tail(self, lines: int = 40) -> str:
-        return "" if self._log_path is None else _process.tail(self._log_path, lines)
-
-    def _log_mentions(self, needle: str) -> bool:
-        return needle.lower() in self._log_tail(200).lower()
-
-    def _fail(self, message: str) -> NoReturn:
-        raise EmbeddingServerError(
-            f"{message}\n--- last lines of {self._log_path} ---\n{self._log_tail()}"
-        )
-
-    def stop(self) -> None:
-        """Stop the server and everything in its process group; idempotent.
-
-        Sends SIGTERM to the group, waits up to 10 s, then SIGKILLs whatever
-        is left of it (start_new_session made the server the group leader),
-        so no worker or child process survives.
-        """
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        atexit.unregister(self.stop)
-        if _process.terminate_group(proc, 10):
-            _log("server ignored SIGTERM for 10 s and was SIGKILLed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -672,18 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     server = EmbeddingServer(port=args.port, startup_timeout=args.timeout, warmup=args.warmup)
-    try:
-        return _process.serve_until_signal(
-            server,
-            alive=lambda: server.poll() is None,
-            on_ready=lambda: print(f"EMBEDDINGS_URL={server.url}", flush=True),
-            on_death=lambda: _log(
-                f"server exited unexpectedly with code {server.poll()}; log: {server.log_path}"
-            ),
-        )
-    except EmbeddingServerError as exc:
-        _log(str(exc))
-        return 1
+    return server.serve("EMBEDDINGS_URL")
 
 
 if __name__ == "__main__":

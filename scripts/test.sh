@@ -34,8 +34,7 @@ echo "== lint, types, docs (while the services install)"
 .venv/bin/ruff check faust_inference tests examples benchmarks devtools
 .venv/bin/mypy faust_inference devtools
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
-.venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules faust_inference/core \
-  faust_inference/app.py faust_inference/config.py faust_inference/drift.py
+.venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules faust_inference
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 [ "$failed" = 0 ] || { echo "!! a service failed to install (logs in .cache/logs/)"; exit 1; }

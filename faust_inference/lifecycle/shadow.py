@@ -184,7 +184,7 @@ class ShadowTraffic:
 
     Example:
         >>> shadow = ShadowTraffic(max_in_flight=32)                 # doctest: +SKIP
-        >>> shadow.copy(v2_runner, "v1", value, primary_future, "classification")
+        >>> shadow.copy(v2_runner, "v1", value, primary_future, "classification")  # doctest: +SKIP
 
     Args:
         max_in_flight: copies awaiting an answer at once, per worker.

@@ -217,9 +217,13 @@ class Sender:
                 and is_outage(error)
                 else None
             )
-            within = down is not None and (budget is None or breaker.outage_seconds() < budget)  # type: ignore[union-attr]
+            held = (
+                down is not None
+                and breaker is not None
+                and (budget is None or breaker.outage_seconds() < budget)
+            )
             if down is not None and breaker is not None and breaker.state != "closed":
-                if within:
+                if held:
                     counted -= 1  # the next attempt waits for the breaker's probe
                     hooks.on_retry(settings, error, 0.0)
                     continue
@@ -228,9 +232,9 @@ class Sender:
                 retry and self._policy.should_retry(error, counted)
             ):
                 if (
-                    down is not None
+                    held
+                    and down is not None
                     and breaker is not None
-                    and within
                     and breaker.newest_answered <= started
                     and not (size > 1 and _plain_500(down))
                 ):

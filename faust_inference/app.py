@@ -301,10 +301,17 @@ def install(app: Any, *, metrics: bool = False, collapse_log_repeats: bool = Tru
         from faust_inference.logfilter import collapse_repeats
 
         collapse_repeats()
+    registry = _registry_of(app)
     if metrics:
-        from faust_inference.sensors.prometheus import setup
+        # One way only: the sensor is handed the registry and never calls back here.
+        from faust_inference.sensors.prometheus import attach
 
-        setup(app)  # installs, then adds its observer
+        attach(app, registry)
+    return registry
+
+
+def _registry_of(app: Any) -> ModelRegistry:
+    """The app's registry, made and wired into the app on first use."""
     existing = getattr(app, "inference", None)
     if isinstance(existing, ModelRegistry):
         return existing

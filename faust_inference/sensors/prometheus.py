@@ -67,7 +67,9 @@ from faust_inference.results import Usage
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["PrometheusObserver", "setup"]
+    from faust_inference.app import ModelRegistry
+
+__all__ = ["PrometheusObserver", "attach", "setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -412,13 +414,36 @@ def setup(
     Raises:
         ConfigurationError: ``prometheus_client`` is not installed.
     """
+    from faust_inference.app import install
+
+    return attach(
+        app,
+        install(app),
+        prices=prices,
+        registry=registry,
+        path=path,
+        faust_metrics=faust_metrics,
+    )
+
+
+def attach(
+    app: Any,
+    models: ModelRegistry,
+    *,
+    prices: Mapping[str, Price | Mapping[str, float]] | None = None,
+    registry: CollectorRegistry | None = None,
+    path: str = "/metrics",
+    faust_metrics: bool = False,
+) -> PrometheusObserver:
+    """:func:`setup` for an app whose registry is already made (``install(metrics=True)``).
+
+    Takes the registry instead of making it, so that ``install`` can call it
+    without this module calling ``install`` back.
+    """
     existing = getattr(app, "_faust_inference_prometheus", None)
     if isinstance(existing, PrometheusObserver):
         return existing
     pc = _client()
-    from faust_inference.app import install
-
-    models = install(app)
     observer = PrometheusObserver(registry=registry or pc.REGISTRY, prices=prices)
     models.hooks.add(observer)
     app._faust_inference_prometheus = observer

@@ -106,8 +106,10 @@ def test_setup_adds_the_observer_and_the_page_once():
 
 def test_install_with_metrics_sets_up_prometheus(monkeypatch):
     registry = CollectorRegistry()
-    real_setup = prometheus.setup
-    monkeypatch.setattr(prometheus, "setup", lambda app: real_setup(app, registry=registry))
+    real_attach = prometheus.attach
+    monkeypatch.setattr(
+        prometheus, "attach", lambda app, models: real_attach(app, models, registry=registry)
+    )
     from faust_inference import install
 
     app = faust.App("metrics-unit-2", broker="kafka://127.0.0.1:1", store="memory://")

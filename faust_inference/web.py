@@ -252,10 +252,7 @@ def render_page(reports: list[dict[str, Any]], *, changes_allowed: bool) -> str:
             for what in ("sent", "dropped", "failed")
             if r["shadow_stats"][what]
         )
-        evaluation = "".join(
-            f"<li>{e(v)}: " + ", ".join(f"{e(k)} <b>{_fmt(x)}</b>" for k, x in m.items()) + "</li>"
-            for v, m in r["evaluation"]["versions"].items()
-        )
+        evaluation = _evaluation(r["evaluation"])
         history = "".join(
             f"<tr><td>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(c['at']))}</td>"
             f"<td>{e(c['source'])}</td><td>{e(c['what'])}</td></tr>"
@@ -273,7 +270,7 @@ def render_page(reports: list[dict[str, Any]], *, changes_allowed: bool) -> str:
             + (f"<ul>{agreement}</ul>" if agreement else "<p>No shadow comparisons.</p>")
             + (f"<p>Shadow copies: {e(counts)}</p>" if counts else "")
             + "<h3>Evaluation against labels</h3>"
-            + (f"<ul>{evaluation}</ul>" if evaluation else "<p>No labelled predictions.</p>")
+            + (evaluation or "<p>No labelled predictions.</p>")
             + "<h3>Recent changes</h3>"
             + (
                 f"<table><tr><th>when (UTC)</th><th>from</th><th>change</th></tr>{history}</table>"
@@ -294,6 +291,35 @@ def render_page(reports: list[dict[str, Any]], *, changes_allowed: bool) -> str:
         f"<p class=note>{e(note)} Refreshes every 5 s.</p>"
         + ("".join(parts) or "<p>No models registered.</p>")
         + "</body></html>"
+    )
+
+
+_EVAL_COLUMNS = ("n", "accuracy", "precision", "recall", "f1", "log_loss", "mae", "rmse")
+
+
+def _evaluation(ev: dict[str, Any]) -> str:
+    """Per version: the figures since start, then each window's, over every worker."""
+    e = html.escape
+    if not ev["versions"]:
+        return ""
+    shown = [c for c in _EVAL_COLUMNS if any(c in m for m in ev["versions"].values())]
+    head = "".join(f"<th>{c}</th>" for c in shown)
+    rows = []
+    for v, m in ev["versions"].items():
+        cells = "".join(f"<td class=n>{_fmt(m.get(c))}</td>" for c in shown)
+        rows.append(f"<tr><td>{e(v)}</td><td>since start</td>{cells}</tr>")
+        for w in ev["windows"].get(v, []):
+            when = time.strftime("%H:%M:%S", time.gmtime(w["start"]))
+            cells = "".join(f"<td class=n>{_fmt(w.get(c))}</td>" for c in shown)
+            rows.append(f"<tr class=muted><td>{e(v)}</td><td>{when} UTC</td>{cells}</tr>")
+    window = f"{ev['window_s']:g} s windows" if ev.get("window_s") else "windows"
+    return (
+        f"<table class=evaluation><tr><th>version</th><th>{e(window)}</th>{head}</tr>"
+        + "".join(rows)
+        + "</table>"
+        + f"<p class=muted>Over every worker. Waiting for a label: {ev['pending']}; expired "
+        f"without one: {ev['unmatched']}; labels without a prediction: "
+        f"{ev['unknown_labels']}.</p>"
     )
 
 

@@ -15,7 +15,8 @@ Example::
 """
 
 from faust_inference.lifecycle.control import ControlClient
-from faust_inference.lifecycle.evaluation import LiveEvaluation, Window, evaluate_live
+from faust_inference.lifecycle.evaluation import LiveEvaluation, Window
+from faust_inference.lifecycle.labels import evaluate_live
 from faust_inference.lifecycle.plane import Lifecycle, lifecycle
 from faust_inference.lifecycle.routing import (
     Change,

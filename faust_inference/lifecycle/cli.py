@@ -327,10 +327,18 @@ def _stats_text(r: dict[str, Any]) -> str:
             lines.append(
                 f"shadow copies {what}: " + ", ".join(f"{v}={n}" for v, n in sh[what].items())
             )
-    for v, m in r["evaluation"]["versions"].items():
-        lines.append(f"\nevaluation of {v}: " + _metrics_text(m))
-    if r["evaluation"]["unmatched"]:
-        lines.append(f"predictions without a label (expired): {r['evaluation']['unmatched']}")
+    ev = r["evaluation"]
+    for v, m in ev["versions"].items():
+        lines.append(f"\nevaluation of {v} (every worker, since start): " + _metrics_text(m))
+        for w in ev["windows"].get(v, []):
+            start = time.strftime("%H:%M:%S", time.gmtime(w["start"]))
+            figures = {k: x for k, x in w.items() if k != "start"}
+            lines.append(f"  window {start} UTC +{ev['window_s']:g}s: " + _metrics_text(figures))
+    if ev["versions"] or ev["pending"]:
+        lines.append(
+            f"predictions waiting for a label: {ev['pending']}; expired without one: "
+            f"{ev['unmatched']}; labels without a prediction: {ev['unknown_labels']}"
+        )
     lines.append(f"\nworkers reporting: {r['workers']}")
     return "\n".join(lines)
 

@@ -1,12 +1,15 @@
 """Evaluation against labels: live over tumbling windows, or offline over a range of a topic.
 
 Labels arrive on their own topic, keyed like the scored events. Live, each
-prediction waits for its label in a Faust table keyed by the event key (so
-the labels topic must be co-partitioned with the scored stream: same key,
-same number of partitions); entries older than ``ttl`` seconds are removed
-and counted as unmatched, and at most ``max_pending`` wait per worker, so
-memory stays bounded. A matched pair is counted in the tumbling window of
-the label's arrival, per version.
+prediction waits for its label in a store keyed by the event key: in a
+worker, a changelog-backed Faust table co-partitioned with the scored stream
+and the labels topic (see :mod:`faust_inference.lifecycle.labels`), so a
+prediction made before a restart or a rebalance still meets its label.
+Entries older than ``ttl`` seconds are removed and counted as unmatched, and
+at most ``max_pending`` wait per worker, so memory stays bounded. A matched
+pair is counted in the tumbling window of the label's arrival, per version;
+windows start at multiples of their length in Unix time, so the same window
+of every worker adds up (:func:`merged_evaluation`).
 
 The figures are those of scikit-learn on the same pairs (the tests check it):
 
@@ -25,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import time
@@ -34,9 +38,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faust_inference.config import Task
+from faust_inference.core.cache import CacheStore, MemoryStore
 from faust_inference.lifecycle.shadow import predicted_class
 
-__all__ = ["LiveEvaluation", "Window", "merged_metric"]
+__all__ = [
+    "LiveEvaluation",
+    "MergedEvaluation",
+    "Window",
+    "merged_evaluation",
+    "merged_metric",
+    "store_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +178,12 @@ class Window:
 class LiveEvaluation:
     """Joins predictions with labels and counts them per version in tumbling windows.
 
-    Without Faust: :meth:`predicted` stores a prediction under its event
-    key, :meth:`labelled` matches a label with it. :func:`evaluate_live` wires
-    it to a Faust app (a table for the waiting predictions, an agent on the
-    labels topic).
+    The predictions waiting for their label live in a :class:`CacheStore`:
+    a dict of this process by default, a changelog-backed Faust table once
+    :func:`evaluate_live` wires it to an app (so a prediction survives a
+    restart or a rebalance: the worker that takes its partition recovers it).
+    This object keeps, beside the store, the order in which the waiting
+    predictions were made, for the TTL and the bound.
 
     Example:
         >>> ev = LiveEvaluation("fraud", "classification", window_s=60, ttl_s=600)
@@ -184,9 +198,12 @@ class LiveEvaluation:
         task: decides the figures.
         window_s: length of the tumbling windows, in seconds.
         ttl_s: how long a prediction waits for its label.
-        max_pending: predictions waiting at once; the oldest is dropped (and
-            counted as unmatched) beyond it.
+        max_pending: predictions waiting at once in this worker; the oldest
+            is dropped (and counted as unmatched) beyond it.
         windows_kept: closed windows kept per version (for the web page and CLI).
+        store: where waiting predictions live (default: a dict of this process).
+        owned: the partitions this worker owns now (None: all); predictions of
+            other partitions are their owner's to match, expire and count.
     """
 
     def __init__(
@@ -198,6 +215,8 @@ class LiveEvaluation:
         ttl_s: float = 600.0,
         max_pending: int = 100_000,
         windows_kept: int = 10,
+        store: CacheStore | None = None,
+        owned: Callable[[], set[int] | None] | None = None,
     ) -> None:
         self.model = model
         self.task = task
@@ -205,8 +224,10 @@ class LiveEvaluation:
         self.ttl_s = ttl_s
         self.max_pending = max_pending
         self.windows_kept = windows_kept
-        self.pending: OrderedDict[bytes, tuple[str, Any, float]] = OrderedDict()
-        """Event key -> (version, output, time stored); oldest first."""
+        self.store: CacheStore = store if store is not None else MemoryStore()
+        self.owned = owned
+        self._order: OrderedDict[str, tuple[float, int | None]] = OrderedDict()
+        """Store key -> (time made, partition) of every waiting prediction, oldest first."""
         self.windows: dict[str, dict[float, Window]] = {}
         """Version -> window start -> pairs."""
         self.total: dict[str, Window] = {}
@@ -215,28 +236,56 @@ class LiveEvaluation:
         """Predictions that never met their label (expired or evicted)."""
         self.unknown_labels = 0
         """Labels for which no prediction was waiting."""
-        self.store: Any = None
-        """A Faust table mirroring :attr:`pending` (set by :func:`evaluate_live`)."""
+        self.check_source: Callable[[str], None] | None = None
+        """Called with the topic of each scored event (the co-partitioning check)."""
+        self.on_recover: Any = None
 
-    def predicted(self, key: bytes, version: str, output: Any, *, now: float | None = None) -> None:
-        """A prediction to be matched with the label of the same key."""
+    @property
+    def waiting(self) -> int:
+        """Predictions waiting for their label in this worker."""
+        return len(self._order)
+
+    def predicted(
+        self,
+        key: bytes | str,
+        version: str,
+        output: Any,
+        *,
+        partition: int | None = None,
+        now: float | None = None,
+    ) -> None:
+        """A prediction to be matched with the label of the same key.
+
+        Args:
+            key: the scored event's key.
+            version: the version that answered.
+            output: its answer.
+            partition: the scored event's partition, which is also the
+                table's (co-partitioned); a table store skips writes without one.
+            now: Unix time (default: now).
+        """
         now = time.time() if now is None else now
-        self.pending.pop(key, None)
-        self.pending[key] = (version, output, now)
-        while len(self.pending) > self.max_pending:
-            old, _ = self.pending.popitem(last=False)
-            self._forget(old)
-            self.unmatched += 1
+        k = store_key(key)
+        entry = {"version": version, "output": output, "at": now, "p": partition}
+        if not self.store.put(k, entry, partition):
+            return
+        self._order.pop(k, None)
+        self._order[k] = (now, partition)
+        while len(self._order) > self.max_pending:
+            old, (_, p) = self._order.popitem(last=False)
+            self._drop(old, p)
 
-    def labelled(self, key: bytes, label: Any, *, now: float | None = None) -> bool:
+    def labelled(self, key: bytes | str, label: Any, *, now: float | None = None) -> bool:
         """A label arrived; returns whether a prediction was waiting for it."""
         now = time.time() if now is None else now
-        found = self.pending.pop(key, None)
+        k = store_key(key)
+        found = self.store.get(k)
         if found is None:
             self.unknown_labels += 1
             return False
-        self._forget(key)
-        version, output, _ = found
+        self._order.pop(k, None)
+        self.store.delete(k, found.get("p"))
+        version, output = str(found["version"]), found["output"]
         start = now - now % self.window_s
         windows = self.windows.setdefault(version, {})
         window = windows.get(start)
@@ -257,19 +306,42 @@ class LiveEvaluation:
         """Drop predictions older than the TTL; returns how many (counted as unmatched)."""
         now = time.time() if now is None else now
         n = 0
-        while self.pending:
-            key, (_, _, at) = next(iter(self.pending.items()))
+        while self._order:
+            key, (at, partition) = next(iter(self._order.items()))
             if now - at < self.ttl_s:
                 break
-            self.pending.popitem(last=False)
-            self._forget(key)
-            n += 1
-        self.unmatched += n
+            self._order.popitem(last=False)
+            n += self._drop(key, partition)
         return n
 
-    def _forget(self, key: bytes) -> None:
-        if self.store is not None:
-            self.store.pop(key.decode(errors="replace"), None)
+    def rebuild(self) -> None:
+        """Relearn the waiting predictions from the store (after a table recovery).
+
+        Called when this worker's partitions change: predictions of
+        partitions it now owns (made by any worker, before a restart or a
+        rebalance) wait here again; those of partitions it lost are
+        forgotten locally, for their new owner to match.
+        """
+        owned = self.owned() if self.owned is not None else None
+        entries: list[tuple[float, str, int | None]] = []
+        for k, entry in self.store.items():
+            p = entry.get("p")
+            if owned is not None and p not in owned:
+                self.store.delete(k, None)  # local only: not this worker's to tombstone
+                continue
+            entries.append((float(entry.get("at", 0.0)), k, p))
+        entries.sort()
+        self._order = OrderedDict((k, (at, p)) for at, k, p in entries)
+
+    def _drop(self, key: str, partition: int | None) -> int:
+        """Forget an unmatched prediction: counted (1) if this worker owns it, else 0."""
+        owned = self.owned() if self.owned is not None else None
+        if owned is not None and partition not in owned:
+            self.store.delete(key, None)
+            return 0
+        self.store.delete(key, partition)
+        self.unmatched += 1
+        return 1
 
     def metrics(self, version: str) -> dict[str, float]:
         """Figures of ``version`` over every pair since start."""
@@ -283,7 +355,7 @@ class LiveEvaluation:
             "window_s": self.window_s,
             "unmatched": self.unmatched,
             "unknown_labels": self.unknown_labels,
-            "pending": len(self.pending),
+            "pending": self.waiting,
             "total": {v: w.as_dict() for v, w in self.total.items()},
             "windows": {
                 v: {f"{start:.0f}": w.as_dict() for start, w in ws.items()}
@@ -292,55 +364,110 @@ class LiveEvaluation:
         }
 
 
-def merged_metric(published: list[dict[str, Any]], version: str, name: str) -> float | None:
-    """``name`` for ``version`` over every worker's published evaluation (None: no pairs)."""
-    total: Window | None = None
+def store_key(key: bytes | str) -> str:
+    """The table key of an event key: its text, or base64 when it is not UTF-8."""
+    if isinstance(key, str):
+        return key
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return "b64:" + base64.b64encode(key).decode()
+
+
+@dataclass(slots=True)
+class MergedEvaluation:
+    """Every worker's published evaluation of one model, summed.
+
+    Windows are aligned on multiples of ``window_s`` in Unix time, so the
+    same window of two workers has the same start and adds up.
+
+    Attributes:
+        total: version -> every pair since each worker started.
+        windows: version -> window start -> pairs of that window.
+        unmatched: predictions expired or evicted without their label.
+        unknown_labels: labels with no prediction waiting.
+        pending: predictions waiting now (live workers only).
+        window_s: the windows' length (None: no worker published one).
+    """
+
+    total: dict[str, Window] = field(default_factory=dict)
+    windows: dict[str, dict[float, Window]] = field(default_factory=dict)
+    unmatched: int = 0
+    unknown_labels: int = 0
+    pending: int = 0
+    window_s: float | None = None
+
+    def report(self, *, windows_kept: int = 10) -> dict[str, Any]:
+        """JSON-ready figures: per version since start, and per window (newest first)."""
+        return {
+            "versions": {v: w.metrics() for v, w in self.total.items()},
+            "window_s": self.window_s,
+            "windows": {
+                v: [
+                    {"start": start, **ws[start].metrics()}
+                    for start in sorted(ws, reverse=True)[:windows_kept]
+                ]
+                for v, ws in self.windows.items()
+            },
+            "unmatched": self.unmatched,
+            "unknown_labels": self.unknown_labels,
+            "pending": self.pending,
+        }
+
+
+def merged_evaluation(
+    published: list[dict[str, Any]], *, live: list[dict[str, Any]] | None = None
+) -> MergedEvaluation:
+    """Sum the evaluation every worker published (its stats-table record).
+
+    Args:
+        published: every worker's latest record, stopped workers included
+            (the pairs they counted still count).
+        live: the records of running workers, whose waiting predictions are
+            summed (default: all of ``published``).
+    """
+    out = MergedEvaluation()
     for snap in published:
         ev = snap.get("evaluation") or {}
-        w = ev.get("total", {}).get(version)
-        if w:
+        if not ev:
+            continue
+        out.window_s = float(ev.get("window_s") or 0) or out.window_s
+        out.unmatched += int(ev.get("unmatched", 0))
+        out.unknown_labels += int(ev.get("unknown_labels", 0))
+        for v, w in ev.get("total", {}).items():
             part = Window.from_dict(w)
-            total = part if total is None else total.merge(part)
-    if total is None:
+            out.total[v] = out.total[v].merge(part) if v in out.total else part
+        for v, ws in ev.get("windows", {}).items():
+            mine = out.windows.setdefault(v, {})
+            for start, w in ws.items():
+                part, at = Window.from_dict(w), float(start)
+                mine[at] = mine[at].merge(part) if at in mine else part
+    for snap in published if live is None else live:
+        out.pending += int((snap.get("evaluation") or {}).get("pending", 0))
+    return out
+
+
+def merged_metric(
+    published: list[dict[str, Any]], version: str, name: str, *, since: float | None = None
+) -> float | None:
+    """``name`` for ``version`` over every worker's published evaluation (None: no pairs).
+
+    Args:
+        published: every worker's latest stats record.
+        version: the version judged.
+        name: a figure of :meth:`Window.metrics` (``f1``, ``mae`` ...).
+        since: count only windows that end after this Unix time (a rollout
+            step's start), instead of every pair since start.
+    """
+    merged = merged_evaluation(published)
+    if since is None:
+        total = merged.total.get(version)
+    else:
+        span = merged.window_s or 0.0
+        total = None
+        for start, w in merged.windows.get(version, {}).items():
+            if start + span > since:
+                total = w if total is None else total.merge(w)
+    if total is None or not total.n:
         return None
     return total.metrics().get(name)
-
-
-def evaluate_live(
-    app: Any,
-    model: Any,
-    labels: Any,
-    *,
-    label: Callable[[Any], Any] = lambda v: v["label"] if isinstance(v, dict) else v,
-    window_s: float = 60.0,
-    ttl_s: float = 600.0,
-    max_pending: int = 100_000,
-) -> LiveEvaluation:
-    """Evaluate ``model`` live against the labels topic ``labels`` (call at import).
-
-    Predictions are recorded by ``infer()`` for every result with a key; the
-    labels topic must be keyed like the scored events and co-partitioned
-    with them. ``label`` extracts the label from a label event.
-    """
-    from faust_inference.lifecycle.plane import lifecycle
-
-    plane = lifecycle(app)
-    ev = LiveEvaluation(
-        model.name, model.settings.task, window_s=window_s, ttl_s=ttl_s, max_pending=max_pending
-    )
-    plane.evaluations[model.name] = ev
-    topic = app.topic(labels, value_serializer="json") if isinstance(labels, str) else labels
-
-    async def match_labels(stream: Any) -> None:
-        async for event in stream.events():
-            key = event.key
-            raw = key if isinstance(key, bytes) else str(key).encode()
-            ev.labelled(raw, label(event.value))
-
-    app.agent(topic, name=f"faust-inference-labels-{model.name}")(match_labels)
-
-    async def expire() -> None:
-        ev.expire()
-
-    app.timer(min(ttl_s, 10.0))(expire)
-    return ev

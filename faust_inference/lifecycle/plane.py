@@ -124,10 +124,17 @@ def stream_router(app: Any, model: Any) -> Route | None:
             shadow.copy(copy_to, version, value, future, task, runner)
         evaluation = plane.evaluations.get(name)
         if evaluation is not None and key is not None:
+            topic = getattr(envelope.lane, "topic", None)
+            if evaluation.check_source is not None and isinstance(topic, str):
+                evaluation.check_source(topic)
+            partition = envelope.partition
 
             def record(f: asyncio.Future[Outcome], key: bytes = key) -> None:
+                # Written to the scored event's partition of the pending table,
+                # which the labels topic shares (co-partitioned): its label
+                # reaches the worker that holds it, now or after a rebalance.
                 if not f.cancelled() and f.exception() is None:
-                    evaluation.predicted(key, version, f.result().output)
+                    evaluation.predicted(key, version, f.result().output, partition=partition)
 
             future.add_done_callback(record)
         return future, runner.settings, variant
@@ -375,7 +382,7 @@ class Lifecycle:
                 canary=canary,
                 stable=stable,
                 agreement=agreement,
-                metric=self._metric(model, r.version, r.guards.metric),
+                metric=self._metric(model, r.version, r.guards.metric, since=r.step_started_at),
             )
             change = rollouts.next_change(state, decision, now=time.time())
             if change is None:
@@ -391,12 +398,15 @@ class Lifecycle:
             await self.change(model, change)
             self.refresh()
 
-    def _metric(self, model: str, version: str, name: str | None) -> float | None:
+    def _metric(
+        self, model: str, version: str, name: str | None, *, since: float
+    ) -> float | None:
+        """The canary's evaluation figure over every worker, in windows since the step began."""
         if name is None:
             return None
         from faust_inference.lifecycle.evaluation import merged_metric
 
-        return merged_metric(self.figures(model), version, name)
+        return merged_metric(self.figures(model), version, name, since=since)
 
 
 def period_figures(

@@ -17,7 +17,7 @@ import math
 import time
 from typing import Any
 
-from faust_inference.lifecycle.evaluation import Window
+from faust_inference.lifecycle.evaluation import merged_evaluation
 from faust_inference.lifecycle.routing import RoutingState
 from faust_inference.lifecycle.shadow import Agreement
 from faust_inference.lifecycle.stats import Figures
@@ -66,8 +66,6 @@ def model_report(
         }
     agreement: dict[str, Agreement] = {}
     shadow_counts: dict[str, dict[str, int]] = {"sent": {}, "dropped": {}, "failed": {}}
-    evaluation: dict[str, Window] = {}
-    unmatched = 0
     for snap in published:
         sh = snap.get("shadow") or {}
         for pair, data in sh.get("agreement", {}).items():
@@ -76,11 +74,6 @@ def model_report(
         for what in shadow_counts:
             for v, n in sh.get(what, {}).items():
                 shadow_counts[what][v] = shadow_counts[what].get(v, 0) + int(n)
-        ev = snap.get("evaluation") or {}
-        unmatched += int(ev.get("unmatched", 0))
-        for v, w in ev.get("total", {}).items():
-            win = Window.from_dict(w)
-            evaluation[v] = evaluation[v].merge(win) if v in evaluation else win
     rollout = state.rollout.model_dump(mode="json") if state.rollout is not None else None
     if rollout is not None and state.rollout is not None:
         r = state.rollout
@@ -99,10 +92,7 @@ def model_report(
             **shadow_counts,
             "agreement": {p: a.as_dict() for p, a in agreement.items()},
         },
-        "evaluation": {
-            "versions": {v: w.metrics() for v, w in evaluation.items()},
-            "unmatched": unmatched,
-        },
+        "evaluation": merged_evaluation(published, live=live).report(),
         "workers": len(live),
         "history": [
             {

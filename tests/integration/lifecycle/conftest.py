@@ -69,6 +69,14 @@ class Group:
         for w in self.workers:
             w.stop()
 
+    def restart_one(self) -> None:
+        """Stop the first worker (the other takes every partition), then start a new one."""
+        self.generation += 1
+        self.workers[0].stop()
+        self.workers[0] = Worker("tests.integration.lifecycle.app", self.env, self.workdir,
+                                 f"g{self.generation}w0").start()
+        self.settled = False
+
 
 @pytest.fixture(scope="module")
 def group(kafka: Any, mlserver: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:

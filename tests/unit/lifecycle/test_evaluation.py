@@ -5,7 +5,13 @@ import random
 import pytest
 from sklearn import metrics as skm
 
-from faust_inference.lifecycle.evaluation import LiveEvaluation, Window, merged_metric
+from faust_inference.core.cache import MemoryStore
+from faust_inference.lifecycle.evaluation import (
+    LiveEvaluation,
+    Window,
+    merged_evaluation,
+    merged_metric,
+)
 
 
 def probabilities(n, classes, seed):
@@ -74,10 +80,80 @@ def test_predictions_wait_for_labels_with_a_ttl_and_a_bound():
     ev = LiveEvaluation("fraud", "classification", window_s=10, ttl_s=60, max_pending=3)
     for i in range(4):
         ev.predicted(f"k{i}".encode(), "v1", [0.9, 0.1], now=float(i))
-    assert len(ev.pending) == 3 and ev.unmatched == 1  # k0 evicted by the bound
+    assert ev.waiting == 3 and ev.unmatched == 1  # k0 evicted by the bound
     assert ev.labelled(b"k1", 0, now=5.0)
     assert not ev.labelled(b"k0", 0, now=5.0) and ev.unknown_labels == 1
     assert ev.expire(now=62.5) == 1 and ev.unmatched == 2  # k2 (stored at 2.0) expired
     assert ev.labelled(b"k3", 1, now=12.0)
     assert sorted(ev.windows["v1"]) == [0.0, 10.0]
     assert ev.metrics("v1")["accuracy"] == 0.5
+
+
+class PartitionedStore(MemoryStore):
+    """A MemoryStore that records where each write and tombstone went, like a table's."""
+
+    def __init__(self):
+        super().__init__()
+        self.tombstones = []
+
+    def put(self, key, entry, partition):
+        if partition is None:
+            return False  # a partitioned table cannot place it
+        return super().put(key, entry, partition)
+
+    def delete(self, key, partition):
+        super().delete(key, partition)
+        if partition is not None:
+            self.tombstones.append((key, partition))
+
+
+def test_waiting_predictions_outlive_the_worker_that_made_them():
+    store = PartitionedStore()  # stands for the changelog-backed table
+    before = LiveEvaluation("fraud", "classification", store=store)
+    before.predicted(b"t1", "v2", [0.2, 0.8], partition=1, now=100.0)
+    before.predicted(b"t2", "v2", [0.9, 0.1], partition=3, now=101.0)
+    before.predicted(b"t3", "v2", [0.9, 0.1], now=101.0)  # no partition: not placeable
+    assert before.waiting == 2
+    # A new worker recovers the table and owns partition 1 only.
+    after = LiveEvaluation("fraud", "classification", store=store, ttl_s=60,
+                           owned=lambda: {1})
+    after.rebuild()
+    assert after.waiting == 1
+    assert after.labelled(b"t1", 1, now=130.0) and after.metrics("v2")["accuracy"] == 1.0
+    assert ("t1", 1) in store.tombstones  # written to the prediction's partition
+    assert ("t2", 3) not in store.tombstones  # partition 3 is another worker's to clear
+    assert after.expire(now=1000.0) == 0 and after.unmatched == 0
+
+
+def test_expiry_counts_only_the_partitions_a_worker_owns():
+    owned = {0, 1}
+    ev = LiveEvaluation("fraud", "classification", ttl_s=10, owned=lambda: owned)
+    ev.predicted("a", "v1", [0.5, 0.5], partition=0, now=0.0)
+    ev.predicted("b", "v1", [0.5, 0.5], partition=1, now=1.0)
+    owned.discard(1)  # a rebalance took partition 1 away
+    assert ev.expire(now=20.0) == 1 and ev.unmatched == 1 and ev.waiting == 0
+    assert ev.store.get("b") is None  # forgotten here; its new owner counts it
+
+
+def test_windows_of_every_worker_add_up_per_window():
+    rows, labels = probabilities(300, 2, seed=5)
+    workers = [LiveEvaluation("m", "classification", window_s=10) for _ in range(3)]
+    whole: dict[float, Window] = {}
+    for i, (p, y) in enumerate(zip(rows, labels, strict=True)):
+        ev, now = workers[i % 3], 1000.0 + i / 10  # 30 s: windows 1000, 1010, 1020
+        ev.predicted(f"k{i}", "v1", p, now=now)
+        assert ev.labelled(f"k{i}", y, now=now + 0.05)
+        start = (now + 0.05) - (now + 0.05) % 10
+        whole.setdefault(start, Window("classification")).add(p, y)
+    published = [{"evaluation": ev.snapshot()} for ev in workers]
+    merged = merged_evaluation(published)
+    assert sorted(merged.windows["v1"]) == sorted(whole) and len(whole) == 3
+    for start, w in whole.items():
+        assert merged.windows["v1"][start].metrics() == pytest.approx(w.metrics())
+    report = merged.report()
+    assert [w["start"] for w in report["windows"]["v1"]] == sorted(whole, reverse=True)
+    assert report["versions"]["v1"]["n"] == 300 and report["window_s"] == 10
+    # The rollout guard's figure: only windows that end after the step began.
+    late = whole[1010.0].merge(whole[1020.0]).metrics()["f1"]
+    assert merged_metric(published, "v1", "f1", since=1012.0) == pytest.approx(late)
+    assert merged_metric(published, "v1", "f1", since=5000.0) is None

@@ -26,7 +26,7 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 
@@ -45,6 +45,10 @@ from faust_inference.stream_guard import (
     release_when_suspended,
 )
 
+if TYPE_CHECKING:
+    from faust.streams import Stream
+    from faust.types import AppT, TopicT
+
 __all__ = ["infer"]
 
 logger = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ AgentFun = TypeVar("AgentFun", bound=Callable[..., Any])
 def infer(
     model: RemoteModel,
     *,
-    dead_letter: Any = None,
+    dead_letter: str | TopicT | None = None,
     ordered: bool = True,
     max_pending: int | None = None,
     preprocess: Callable[[Any], Any] | None = None,
@@ -92,7 +96,7 @@ def infer(
                 "'@app.agent(topic)' first and '@infer(model, ...)' on the line under it"
             )
 
-        def results(stream: Any) -> StreamInference[Any]:
+        def results(stream: Stream[Any]) -> StreamInference[Any]:
             # Looked up when the agent starts, so that the preprocessor may be
             # registered anywhere in the module, even below the agent.
             prepare = preprocess or model.preprocessor
@@ -107,7 +111,7 @@ def infer(
         # unacknowledged, blocking commits and every later rebalance.
         if inspect.isasyncgenfunction(fun):
 
-            async def agen_agent(stream: Any) -> AsyncIterator[Any]:
+            async def agen_agent(stream: Stream[Any]) -> AsyncIterator[Any]:
                 pipeline = results(stream)
                 release = _release_task(stream, pipeline)
                 try:
@@ -125,7 +129,7 @@ def infer(
             wrapper: Callable[..., Any] = agen_agent
         else:
 
-            async def agent(stream: Any) -> Any:
+            async def agent(stream: Stream[Any]) -> Any:
                 pipeline = results(stream)
                 release = _release_task(stream, pipeline)
                 try:
@@ -175,7 +179,7 @@ async def _survive(pipeline: StreamInference[Any], exc: Exception) -> bool:
     return True
 
 
-def _release_task(stream: Any, pipeline: StreamInference[Any]) -> asyncio.Task[None]:
+def _release_task(stream: Stream[Any], pipeline: StreamInference[Any]) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(
         release_when_suspended(stream.app, pipeline.open_handles),
         name="faust-inference:release-on-suspend",
@@ -183,10 +187,10 @@ def _release_task(stream: Any, pipeline: StreamInference[Any]) -> asyncio.Task[N
 
 
 def _stream_inference(
-    stream: Any,
+    stream: Stream[Any],
     model: RemoteModel,
     prepare: Callable[[Any], Any] | None,
-    dead_letter: Any,
+    dead_letter: str | TopicT | None,
     *,
     ordered: bool,
     max_pending: int,
@@ -266,7 +270,7 @@ class _DeadLetterSender:
 
     __slots__ = ("_declared", "_limit", "model", "topic")
 
-    def __init__(self, app: Any, topic: Any, model: RemoteModel) -> None:
+    def __init__(self, app: AppT, topic: TopicT, model: RemoteModel) -> None:
         self.topic = topic
         self.model = model
         self._declared = False
@@ -370,13 +374,13 @@ def _is_encoding_problem(exc: BaseException) -> bool:
     )
 
 
-async def _halt(app: Any, error: ConfigurationError) -> None:
+async def _halt(app: AppT, error: ConfigurationError) -> None:
     """Stop the worker for ``error`` and read nothing meanwhile (never returns)."""
     await stop_worker(app, error)
     await asyncio.Event().wait()  # until the worker's stop cancels the agent
 
 
-def _resolve_topic(app: Any, topic: Any) -> Any:
+def _resolve_topic(app: AppT, topic: str | TopicT | None) -> TopicT | None:
     if topic is None or not isinstance(topic, str):
         return topic
     return app.topic(topic, value_serializer="json")

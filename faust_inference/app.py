@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from faust_inference.config import ModelSettings
 from faust_inference.connections import ConnectionStore
@@ -26,6 +26,8 @@ from faust_inference.providers.registry import create_provider
 from faust_inference.providers.transport import TransportPool
 
 if TYPE_CHECKING:
+    from faust.types import AppT
+
     from faust_inference.lifecycle.versions import ModelVersions
 
 __all__ = ["ModelRegistry", "RemoteModel", "install"]
@@ -167,7 +169,7 @@ class ModelRegistry:
         True
     """
 
-    def __init__(self, app: Any = None) -> None:
+    def __init__(self, app: AppT | None = None) -> None:
         self.app = app
         """The Faust app whose tables hold result caches (None: caches live in memory)."""
         self.models: dict[str, RemoteModel] = {}
@@ -178,6 +180,10 @@ class ModelRegistry:
         """Observers of every model's requests and events (metrics sensors add themselves)."""
         self.breakers = BreakerPool()
         """One circuit breaker per endpoint, shared by the models served there."""
+        self.ready_checks: dict[str, asyncio.Task[None]] = {}
+        """Model name -> its start-up readiness check: one per worker, whatever the agents."""
+        self.ready_watched: set[str] = set()
+        """Models whose late readiness failure already stops the worker when it comes."""
 
     @overload
     def register(self, name: str, /, **settings: Any) -> RemoteModel: ...
@@ -280,7 +286,9 @@ class ModelRegistry:
         await self.transports.aclose()
 
 
-def install(app: Any, *, metrics: bool = False, collapse_log_repeats: bool = True) -> ModelRegistry:
+def install(
+    app: AppT, *, metrics: bool = False, collapse_log_repeats: bool = True
+) -> ModelRegistry:
     """Add ``app.model(...)`` and the model registry (``app.inference``) to a Faust app.
 
     Calling it twice returns the same registry. Models are closed, and
@@ -310,24 +318,27 @@ def install(app: Any, *, metrics: bool = False, collapse_log_repeats: bool = Tru
     return registry
 
 
-def _registry_of(app: Any) -> ModelRegistry:
+def _registry_of(app: AppT) -> ModelRegistry:
     """The app's registry, made and wired into the app on first use."""
     existing = getattr(app, "inference", None)
     if isinstance(existing, ModelRegistry):
         return existing
     registry = ModelRegistry(app)
-    app.inference = registry
-    app.model = registry.register
 
-    async def close_models(sender: Any, **kwargs: Any) -> None:
+    async def close_models(sender: object, *args: object, **kwargs: object) -> None:
         await registry.aclose()
 
-    app.on_before_shutdown.connect(close_models)
-    # Keep a reference: the signal may hold its receivers weakly.
-    app._faust_inference_close = close_models
+    # cast: mode's SignalHandlerT (mypy_extensions' NamedArg) matches no async
+    # function under mypy, whatever its signature.
+    app.on_before_shutdown.connect(cast(Any, close_models))
+    # Attributes Faust's AppT does not declare; _faust_inference_close keeps a
+    # reference, as the signal may hold its receivers weakly.
+    vars(app).update(
+        inference=registry, model=registry.register, _faust_inference_close=close_models
+    )
     from faust_inference.cli import register_command
 
-    register_command(app)
+    register_command(app, registry)
     return registry
 
 

@@ -23,12 +23,16 @@ every worker reading every write.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust_inference.config import CacheSettings, ModelSettings
 from faust_inference.core.cache import ResultCache
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from faust.tables.base import Collection
+    from faust.types import AppT
 
 __all__ = ["TableStore", "table_cache"]
 
@@ -44,7 +48,7 @@ class TableStore:
     the broker before the offset of the event that produced it is committed.
     """
 
-    def __init__(self, table: Any, *, partitioned: bool) -> None:
+    def __init__(self, table: Collection, *, partitioned: bool) -> None:
         self.table = table
         self.partitioned = partitioned
         self.on_recover: Any = None
@@ -102,7 +106,7 @@ class TableStore:
             )
 
 
-def table_cache(app: Any, runner: InferenceRunner, settings: CacheSettings) -> ResultCache:
+def table_cache(app: AppT, runner: InferenceRunner, settings: CacheSettings) -> ResultCache:
     """The result cache of one model, in a new table of ``app``.
 
     Called at registration, before the worker starts: Faust only recovers
@@ -121,6 +125,9 @@ def table_cache(app: Any, runner: InferenceRunner, settings: CacheSettings) -> R
         )
     else:
         table = app.Table(name, partitions=settings.partitions, **common)
+    from faust.tables.base import Collection
+
+    assert isinstance(table, Collection)  # TableT declares neither data nor send_changelog
     store = TableStore(table, partitioned=settings.table == "partitioned")
     cache = ResultCache(runner, settings, store)
 

@@ -13,28 +13,32 @@ before starting a worker. (Faust already has ``faust models`` for records.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from faust_inference.exceptions import InferenceError
 from faust_inference.providers.redaction import redact_url, scrub, secrets_of
 
+if TYPE_CHECKING:
+    from faust.types import AppT
+
+    from faust_inference.app import ModelRegistry
+
 __all__ = ["register_command"]
 
 
-def register_command(app: Any) -> Any:
-    """Add the ``inference`` command to ``app``'s command line."""
+def register_command(app: AppT, registry: ModelRegistry) -> Any:
+    """Add the ``inference`` command, for ``registry``'s models, to ``app``'s command line."""
     from faust.cli import argument
 
-    @app.command(  # type: ignore[untyped-decorator]
+    @app.command(
         argument("action", type=str, required=True),
         argument("args", nargs=-1, type=str),
         name="inference",
     )
     async def inference(self: Any, action: str, args: tuple[str, ...]) -> None:
         """Inspect and try registered models: 'list', or 'predict NAME JSON'."""
-        registry = app.inference
         from faust_inference.lifecycle.cli import run_action
 
         if await run_action(self, app, action, args):  # switch, split, shadow, rollout ...

@@ -47,11 +47,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust_inference.app import RemoteModel, install
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.results import InferenceResult
+
+if TYPE_CHECKING:
+    from faust.tables.base import Collection
+    from faust.types import AppT, TopicT
 
 __all__ = ["DriftMonitor", "population_stability_index", "quantile_cuts"]
 
@@ -132,7 +136,7 @@ class DriftMonitor:
 
     def __init__(
         self,
-        app: Any,
+        app: AppT,
         model: RemoteModel,
         *,
         features: Mapping[str, Callable[[Any], float]] | None = None,
@@ -142,7 +146,7 @@ class DriftMonitor:
         window: float = 300.0,
         threshold: float = 0.2,
         min_samples: int = 100,
-        alerts: Any = None,
+        alerts: str | TopicT | None = None,
         check_interval: float | None = None,
         flush_interval: float = 1.0,
         partitions: int | None = None,
@@ -181,13 +185,17 @@ class DriftMonitor:
             default=list,
             partitions=self.partitions,
         ).tumbling(self.window, expires=self.window * 4)
-        self.windows = WindowStore(self.table.table)
-        self.alerts = (
+        from faust.tables.base import Collection
+
+        windowed = self.table.table
+        assert isinstance(windowed, Collection)  # TableT does not declare data
+        self.windows: WindowStore = WindowStore(windowed)
+        self.alerts: TopicT | None = (
             app.topic(alerts, value_serializer="json") if isinstance(alerts, str) else alerts
         )
         self._buffers: dict[int, tuple[float, dict[str, list[int]]]] = {}
         self._flushed: dict[int, float] = {}
-        self._checked = -math.inf
+        self._checked: float = -math.inf
         app.timer(check_interval or self.window / 10, name=f"{model.name}-drift-check")(self._tick)
 
     # -- in the agent ----------------------------------------------------------------
@@ -303,18 +311,21 @@ class WindowStore:
         table: the Faust table under the window wrapper (``wrapper.table``).
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Collection) -> None:
+        if table.window is None:
+            raise ConfigurationError(f"table {table.name!r} is not windowed: call .tumbling()")
         self.table = table
+        self.window = table.window
 
     def get(self, key: str, timestamp: float) -> list[int]:
         """The counts of ``key`` in the window holding ``timestamp``."""
-        counts = self.table.data.get((key, self.table.window.current(timestamp)))
+        counts = self.table.data.get((key, self.window.current(timestamp)))
         return list(counts) if counts else []
 
     def add(self, key: str, partition: int, timestamp: float, counts: list[int]) -> None:
         """Add ``counts`` to ``key``'s window holding ``timestamp``, and to the changelog."""
         table = self.table
-        full = (key, table.window.current(timestamp))
+        full = (key, self.window.current(timestamp))
         old = table.data.get(full)
         new = counts if not old else [a + b for a, b in zip(old, counts, strict=True)]
         table.data[full] = new

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from faust_inference.app import ModelRegistry
 from faust_inference.cache import require_same_partitions
 from faust_inference.exceptions import (
     ConfigurationError,
@@ -31,6 +32,12 @@ from faust_inference.exceptions import (
     ModelNotFound,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from faust.types import AppT, StreamT
+
+    from faust_inference.app import RemoteModel
+    from faust_inference.core.provider import Provider
 
 __all__ = ["FIRST_ANSWER_WAIT", "READY_WAIT", "check_before_consuming", "stop_worker"]
 
@@ -46,14 +53,16 @@ FIRST_ANSWER_WAIT = 5.0
 _METADATA_WAIT = 30.0
 
 
-async def check_before_consuming(app: Any, stream: Any, model: Any) -> None:
+async def check_before_consuming(app: AppT, stream: StreamT[Any], model: RemoteModel) -> None:
     """Run the start-up checks of one ``infer()`` agent.
 
     Raises:
         ConfigurationError: a check failed; the message says what to change.
     """
     registry = getattr(app, "inference", None)
-    if registry is not None:
+    if not isinstance(registry, ModelRegistry):
+        registry = None
+    else:
         registry.check()
     if model.cache is not None:
         for topic in _source_topics(stream):
@@ -62,7 +71,7 @@ async def check_before_consuming(app: Any, stream: Any, model: Any) -> None:
     await _ready(app, registry, model)
 
 
-async def stop_worker(app: Any, error: BaseException) -> None:
+async def stop_worker(app: AppT, error: BaseException) -> None:
     """Log ``error`` once and crash the worker, which then exits non-zero."""
     logger.error("faust-inference: the worker cannot start: %s", error)
     crash = getattr(app, "crash", None)
@@ -70,13 +79,13 @@ async def stop_worker(app: Any, error: BaseException) -> None:
         await crash(error)
 
 
-def _source_topics(stream: Any) -> list[str]:
+def _source_topics(stream: StreamT[Any]) -> list[str]:
     channel = getattr(stream, "channel", None)
     topics = getattr(channel, "topics", None)
     return [t for t in topics or () if isinstance(t, str)]
 
 
-async def _metadata(app: Any, topic: str) -> None:
+async def _metadata(app: AppT, topic: str) -> None:
     """Wait until the consumer knows ``topic``'s partitions (bounded)."""
     consumer = app.consumer
     loop = asyncio.get_running_loop()
@@ -86,15 +95,14 @@ async def _metadata(app: Any, topic: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _ready(app: Any, registry: Any, model: Any) -> None:
+async def _ready(app: AppT, registry: ModelRegistry | None, model: RemoteModel) -> None:
     """Each model checked once per worker, however many agents use it.
 
     The agent waits for the first answer only briefly: a server that is down
     or failing is an outage, which events wait through anyway. The check goes
     on in the background, and a late "no such model" still stops the worker.
     """
-    holder = registry.__dict__ if registry is not None else {}
-    checks: dict[str, asyncio.Task[None]] = holder.setdefault("_ready_checks", {})
+    checks = registry.ready_checks if registry is not None else {}
     task = checks.get(model.name)
     if task is None:
         task = checks[model.name] = asyncio.get_running_loop().create_task(_wait_ready(model))
@@ -102,20 +110,20 @@ async def _ready(app: Any, registry: Any, model: Any) -> None:
     if task in done:
         task.result()  # raises the ConfigurationError, if any
         return
-    watched: set[str] = holder.setdefault("_ready_watched", set())
+    watched = registry.ready_watched if registry is not None else set()
     if model.name not in watched:
         watched.add(model.name)
         task.add_done_callback(functools.partial(_stop_if_misconfigured, app))
 
 
-def _stop_if_misconfigured(app: Any, task: asyncio.Task[None]) -> None:
+def _stop_if_misconfigured(app: AppT, task: asyncio.Task[None]) -> None:
     if not task.cancelled() and isinstance(task.exception(), ConfigurationError):
         error = task.exception()
         assert error is not None
         asyncio.get_running_loop().create_task(stop_worker(app, error))
 
 
-async def _wait_ready(model: Any) -> None:
+async def _wait_ready(model: RemoteModel) -> None:
     runners = [model.runner]
     versions = getattr(model, "_versions", None)  # added with add_version(), if any
     if versions is not None:
@@ -123,7 +131,7 @@ async def _wait_ready(model: Any) -> None:
     await asyncio.gather(*(_wait_provider(model.name, r.provider) for r in runners))
 
 
-async def _wait_provider(name: str, provider: Any) -> None:
+async def _wait_provider(name: str, provider: Provider) -> None:
     ready = getattr(provider, "ready", None)
     if ready is None:
         return

@@ -33,10 +33,13 @@ import logging
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faust_inference.exceptions import UndecodableEvent
 from faust_inference.results import DeadLetter
+
+if TYPE_CHECKING:
+    from faust.types import AppT, ConsumerT
 
 __all__ = ["CommitGuard", "Undecodable", "guard_decoding", "release_when_suspended"]
 
@@ -58,7 +61,7 @@ class Undecodable:
     raw_value: str | None
 
 
-def guard_decoding(app: Any, channel: Any) -> None:
+def guard_decoding(app: AppT, channel: Any) -> None:
     """Make ``channel`` (the agent's topic iterator) hand bad records over as events.
 
     Idempotent. Channels that do not decode (in-memory channels) are left as
@@ -93,10 +96,14 @@ def guard_decoding(app: Any, channel: Any) -> None:
         message.incref()
         await channel.queue.put(undecodable(exc, message))
 
-    channel.decode = safe_decode
-    channel.on_key_decode_error = on_decode_error
-    channel.on_value_decode_error = on_decode_error
-    channel._faust_inference_guarded = True
+    # ``stream.channel`` is typed as an AsyncIterator by Faust; a topic's
+    # channel has these methods, replaced on this instance only.
+    vars(channel).update(
+        decode=safe_decode,
+        on_key_decode_error=on_decode_error,
+        on_value_decode_error=on_decode_error,
+        _faust_inference_guarded=True,
+    )
 
 
 class _OpenEvents(Protocol):
@@ -124,7 +131,7 @@ class CommitGuard:
         self._pipelines: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @classmethod
-    def install(cls, consumer: Any) -> CommitGuard | None:
+    def install(cls, consumer: ConsumerT) -> CommitGuard | None:
         """The guard of ``consumer``, wrapping it on first use; None if it cannot be."""
         guard = getattr(consumer, "_faust_inference_commit_guard", None)
         if isinstance(guard, CommitGuard):
@@ -139,8 +146,10 @@ class CommitGuard:
             )
             return None
         guard = cls()
-        consumer._new_offset = guard._wrap(original, acked)
-        consumer._faust_inference_commit_guard = guard
+        # Replaced on this consumer instance only (Faust's ConsumerT declares neither).
+        vars(consumer).update(
+            _new_offset=guard._wrap(original, acked), _faust_inference_commit_guard=guard
+        )
         return guard
 
     def watch(self, pipeline: _OpenEvents) -> None:
@@ -167,7 +176,7 @@ class CommitGuard:
 
 
 async def release_when_suspended(
-    app: Any, open_handles: Callable[[], list[Any]], *, grace: float = 2.0, poll: float = 0.1
+    app: AppT, open_handles: Callable[[], list[Any]], *, grace: float = 2.0, poll: float = 0.1
 ) -> None:
     """Untrack a pipeline's unfinished events whenever Faust suspends the flow.
 

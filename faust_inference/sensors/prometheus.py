@@ -65,6 +65,7 @@ from faust_inference.exceptions import ConfigurationError, RetriesExhausted
 from faust_inference.results import Usage
 
 if TYPE_CHECKING:
+    from faust.types import AppT
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from faust_inference.app import ModelRegistry
@@ -387,7 +388,7 @@ class _ReplicaCollector:
 
 
 def setup(
-    app: Any,
+    app: AppT,
     *,
     prices: Mapping[str, Price | Mapping[str, float]] | None = None,
     registry: CollectorRegistry | None = None,
@@ -427,7 +428,7 @@ def setup(
 
 
 def attach(
-    app: Any,
+    app: AppT,
     models: ModelRegistry,
     *,
     prices: Mapping[str, Price | Mapping[str, float]] | None = None,
@@ -446,7 +447,7 @@ def attach(
     pc = _client()
     observer = PrometheusObserver(registry=registry or pc.REGISTRY, prices=prices)
     models.hooks.add(observer)
-    app._faust_inference_prometheus = observer
+    vars(app)["_faust_inference_prometheus"] = observer
     if faust_metrics:
         from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 

@@ -1,17 +1,35 @@
-"""The comparison table: one row per system and setting, and the ratios ours/Flink."""
+"""The comparison tables: one run's rows, and the summary of repeated runs.
+
+One run: a row per system and setting and the ratios ours/Flink (``render``,
+``targets``). Repeated runs (``--repeat``): per setting and system the median
+of each measure with its spread (min-max), the p99 ratio of every run, and a
+verdict per setting, "p99 lower in k of n runs" (``summarize``, ``verdicts``).
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import platform
+import statistics
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Measured", "machine", "ratio", "render", "targets", "uptime"]
+__all__ = [
+    "Measured",
+    "machine",
+    "median_spread",
+    "p99_ratios",
+    "ratio",
+    "render",
+    "summarize",
+    "targets",
+    "uptime",
+    "verdicts",
+]
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,125 @@ def targets(rows: Sequence[Measured]) -> list[str]:
             f"{verdict} {m.task} {m.latency_ms} ms, {m.in_flight} in flight: events/s "
             f"x{_num(speed, 2)} (target >= {want:g}), p99 x{_num(p99, 2)} (target < 1)"
         )
+    return out
+
+
+Runs = Sequence[Sequence["Measured"]]
+
+
+def median_spread(values: Sequence[float], digits: int = 0) -> str:
+    """``median (min-max)`` of the values that are numbers; ``n/a`` if none are.
+
+    Example::
+
+        >>> median_spread([40.0, 52.5, 45.0], 1)
+        '45.0 (40.0-52.5)'
+    """
+    numbers = [v for v in values if not math.isnan(v)]
+    if not numbers:
+        return "n/a"
+    middle = _num(statistics.median(numbers), digits)
+    if len(numbers) == 1:
+        return middle
+    return f"{middle} ({_num(min(numbers), digits)}-{_num(max(numbers), digits)})"
+
+
+def _settings(runs: Runs) -> list[tuple[str, int, int]]:
+    seen: dict[tuple[str, int, int], None] = {}
+    for rows in runs:
+        for m in rows:
+            seen.setdefault((m.task, m.latency_ms, m.in_flight), None)
+    return list(seen)
+
+
+def _pick(rows: Sequence[Measured], key: tuple[str, int, int], system: str) -> Measured | None:
+    return next(
+        (m for m in rows if (m.task, m.latency_ms, m.in_flight) == key and m.system == system),
+        None,
+    )
+
+
+def p99_ratios(runs: Runs, key: tuple[str, int, int]) -> list[float]:
+    """Ours/Flink p99 in each run that measured both systems in setting ``key``."""
+    out = []
+    for rows in runs:
+        ours, flink = _pick(rows, key, "faust-inference"), _pick(rows, key, "flink")
+        if ours is not None and flink is not None:
+            out.append(ratio(ours.p99_ms, flink.p99_ms))
+    return out
+
+
+def summarize(runs: Runs) -> str:
+    """A Markdown table over repeated runs: medians with their spread, p99 ratio per run.
+
+    Per setting, a row per system with ``median (min-max)`` of events/s, p50 and
+    p99 over the runs (requests, CPU s and peak MB as medians, peak in flight as
+    the highest seen), then a ratio row: ours/Flink of the medians, and of p99
+    the ratio of each run, in run order.
+    """
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for key in _settings(runs):
+        task, latency_ms, in_flight = key
+        medians: dict[str, dict[str, float]] = {}
+        for system in ("flink", "faust-inference"):
+            found = [m for m in (_pick(rows, key, system) for rows in runs) if m is not None]
+            if not found:
+                continue
+            medians[system] = {
+                f: statistics.median(getattr(m, f) for m in found)
+                for f in ("events_per_s", "p50_ms", "p99_ms", "requests", "cpu_s", "peak_mb")
+            }
+            mark = "" if all(m.complete for m in found) else " (incomplete)"
+            lines.append(
+                f"| {task} | {latency_ms} ms | {in_flight} | {system}{mark} | "
+                f"{median_spread([m.events_per_s for m in found])} | "
+                f"{median_spread([m.p50_ms for m in found], 1)} | "
+                f"{median_spread([m.p99_ms for m in found], 1)} | "
+                f"{medians[system]['requests']:,.0f} | "
+                f"{max(m.peak_in_flight for m in found)} | "
+                f"{_num(medians[system]['cpu_s'], 1)} | {_num(medians[system]['peak_mb'])} |"
+            )
+        if len(medians) == 2:
+            ours, flink = medians["faust-inference"], medians["flink"]
+            per_run = ", ".join(_num(r, 2) for r in p99_ratios(runs, key))
+            speed = ratio(ours["events_per_s"], flink["events_per_s"])
+            lines.append(
+                f"| | | | **ours/Flink** | **{_num(speed, 2)}** | "
+                f"{_num(ratio(ours['p50_ms'], flink['p50_ms']), 2)} | **{per_run}** | "
+                f"{_num(ratio(ours['requests'], flink['requests']), 2)} | | "
+                f"{_num(ratio(ours['cpu_s'], flink['cpu_s']), 2)} | "
+                f"{_num(ratio(ours['peak_mb'], flink['peak_mb']), 2)} |"
+            )
+    return "\n".join(lines)
+
+
+def verdicts(runs: Runs) -> list[str]:
+    """One line per setting: in how many runs our p99 was lower than Flink's.
+
+    A run where either system lost events does not count as lower.
+
+    Example::
+
+        embedding 20 ms, 10 in flight: p99 lower in 3 of 3 runs (ours/Flink 0.81, 0.92, 0.77)
+    """
+    out = []
+    for key in _settings(runs):
+        task, latency_ms, in_flight = key
+        lower = total = 0
+        ratios = []
+        for rows in runs:
+            ours, flink = _pick(rows, key, "faust-inference"), _pick(rows, key, "flink")
+            if ours is None or flink is None:
+                continue
+            total += 1
+            r = ratio(ours.p99_ms, flink.p99_ms)
+            ratios.append(_num(r, 2))
+            lower += int(r < 1 and ours.complete and flink.complete)
+        if total:
+            out.append(
+                f"{task} {latency_ms} ms, {in_flight} in flight: p99 lower in {lower} of "
+                f"{total} runs (ours/Flink {', '.join(ratios)})"
+            )
     return out
 
 

@@ -1,9 +1,10 @@
-"""Flink SQL ``ML_PREDICT`` and faust-inference, side by side, in one run.
+"""Flink SQL ``ML_PREDICT`` and faust-inference, side by side, repeated.
 
-    .venv/bin/python benchmarks/flink/run.py [--smoke] [--label before]
+    .venv/bin/python benchmarks/flink/run.py [--smoke] [--repeat 3] [--lock /work/bench.lock]
+                                             [--label after]
 
-Both systems read the same events from Kafka, call the same OpenAI-compatible
-endpoint and write their results to Kafka, on the same broker and machine:
+Both systems read the same events from Kafka, call an OpenAI-compatible endpoint
+and write their results to Kafka, on the same broker and machine:
 
 * Flink 2.3 (PyFlink's local mini-cluster, parallelism 1, checkpoints every
   second, at-least-once into Kafka): ``job.py``, ``ML_PREDICT`` with the
@@ -12,34 +13,60 @@ endpoint and write their results to Kafka, on the same broker and machine:
   ``@infer`` with ``max_concurrency`` = the cap; embeddings in batches of up to
   16 (Flink's provider sends one row per request), chat one per request.
 
-The endpoint is the fixed-latency test double (``devtools.fake_endpoint``, its
-own process) at 20 ms and 100 ms; caps 10 and 50 (and 5 at 20 ms: Flink's
-effective cap); tasks embedding and chat.
-For each setting and system, in a fresh pair of topics (4 partitions in, 1 out):
+Each system has its own fixed-latency test double (``devtools.fake_endpoint``,
+a process each, so its counters are that system's) at 20 ms and 100 ms; caps 10
+and 50 (and 5 at 20 ms: Flink's effective cap); tasks embedding and chat. Per
+setting both systems are started, each on its own pair of topics (4 partitions
+in, 1 out), and:
 
-1. warm-up events, until all came out (start-up, JIT, connections);
-2. **events/s**: a burst of events, the output rate over the middle 80% of
-   arrivals; **requests** and **peak in flight** are the endpoint's counters and
-   **CPU s** the system's processes' CPU from here to the end of step 3;
-3. **p50/p99 latency**: events paced at half Flink's burst rate in this setting
-   (the same rate for both systems), from the producer's timestamp in the event
-   to the result's arrival at the reader of the output topic;
-4. **peak MB**: the highest RSS of the system's processes, sampled throughout.
+1. **warm-up**: events to both, until all came out (start-up, JIT, connections);
+2. **events/s**: a burst to Flink alone, then one to ours alone (the other one
+   idles), the output rate over the middle 80% of arrivals;
+3. **p50/p99 latency**: ``paced_events`` (2,000) events paced at half Flink's
+   burst rate in this setting, to **both systems at once**: one producer writes
+   each event to both input topics at the same moment (the order of the two
+   copies alternating), and a reader per output topic takes the result's
+   arrival minus the producer's timestamp in the event;
+4. **requests**, **peak in flight** (each system's endpoint's counters), **CPU s**
+   (the system's processes, over its own burst and the paced phase) and **peak
+   MB** (the highest RSS of its processes, sampled throughout).
 
-The full run takes about 8 minutes; ``--smoke`` (one setting, a few hundred
-events) under 2 and fails when a system loses events, for CI. The table is
-printed and, unless ``--smoke``, appended to ``benchmarks/RESULTS.md``.
+Why the paced phase runs both systems together: its p99 is the 20th worst of
+2,000 events, so it needs 2,000 events per system and setting, which at 100 ms
+(Flink's burst about 49/s, paced at about 25/s) is 80 s. One after the other,
+ten settings would take about 27 minutes a run; together about 13. Running them
+together also puts both under the same load from the rest of the machine at the
+same moments (the shared 2-core box's load is what moved earlier p99s 2-3x),
+and the cost is small: at these rates Flink used about half a core and ours a
+tenth, so both stay unsaturated and on an equal footing. Pacing stays at half
+Flink's rate rather than higher: Flink has 5 requests in flight whatever its
+cap, so at 100 ms it saturates near 50/s, and queueing at a higher fraction
+would inflate Flink's tail, not measure it.
+
+``--repeat N`` runs the whole comparison N times, each on a fresh broker; with
+``--lock PATH`` each repeat holds ``flock(PATH)`` for itself only (other
+benchmarks get a turn between repeats). The summary gives, per setting, the
+median of each measure over the runs with its spread (min-max), the ours/Flink
+p99 ratio of every run, and a verdict line, "p99 lower in k of N runs".
+
+A full repeat takes about 13 minutes; ``--smoke`` (one setting, a few hundred
+events, one repeat) under 2 and fails when a system loses events, for CI. The
+tables are printed and, unless ``--smoke`` or a partial run, the summary is
+appended to ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +101,8 @@ from devtools.kafka import KafkaBroker  # noqa: E402 (after the re-exec)
 
 RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 OUR_BATCH = {"embedding": 16, "chat": 1}
+SYSTEMS = ("flink", "faust")
+PACED_FRACTION = 0.5  # of Flink's burst rate: unsaturated, see the module docstring
 
 
 @dataclass(frozen=True)
@@ -83,16 +112,15 @@ class Plan:
     warmup: int
     burst_max: int
     burst_latencies: float  # a burst is this many endpoint latencies' worth of events
-    paced_seconds: float
-    paced_min: int
+    paced_events: int
 
     def burst(self, latency: float) -> int:
         """Events in the burst: about 8 s of Flink's pace (5 requests in flight)."""
         return min(self.burst_max, int(self.burst_latencies / max(latency, 1e-3)))
 
 
-FULL = Plan(warmup=50, burst_max=2000, burst_latencies=40, paced_seconds=5.0, paced_min=150)
-SMOKE = Plan(warmup=20, burst_max=300, burst_latencies=6, paced_seconds=1.0, paced_min=100)
+FULL = Plan(warmup=50, burst_max=2000, burst_latencies=40, paced_events=2000)
+SMOKE = Plan(warmup=20, burst_max=300, burst_latencies=6, paced_events=200)
 
 
 @dataclass(frozen=True)
@@ -102,8 +130,23 @@ class Setting:
     in_flight: int
 
 
+@dataclass
+class Side:
+    """One system under test in one setting: its topics, endpoint, process and meter."""
+
+    system: str
+    topic_in: str
+    topic_out: str
+    url: str
+    pgid: int
+    meter: GroupMeter
+    log: Path
+    events_per_s: float = 0.0
+    cpu_s: float = 0.0
+
+
 class Bench:
-    """One broker and the installed Flink side; runs one system in one setting."""
+    """One broker and the installed Flink side; runs one setting for the chosen systems."""
 
     def __init__(
         self, kafka: KafkaBroker, plan: Plan, workdir: Path, profile: Path | None = None
@@ -111,12 +154,51 @@ class Bench:
         self.kafka, self.plan, self.workdir, self.profile = kafka, plan, workdir, profile
         self.venv, self.jars = install.ensure_venv(), install.ensure_jars()
 
-    def run(self, system: str, s: Setting, url: str, paced_rate: float | None) -> report.Measured:
-        """Start ``system``, measure it (see the module docstring), stop it."""
-        topic_in, topic_out = unique(f"fb-{s.task}-in"), unique(f"fb-{s.task}-out")
+    def run(
+        self, systems: tuple[str, ...], s: Setting, urls: dict[str, str], paced_rate: float | None
+    ) -> list[report.Measured]:
+        """Start ``systems``, measure them (see the module docstring), stop them."""
+        sides: list[Side] = []
+        profiler = None
+        with contextlib.ExitStack() as stack:
+            for system in sorted(systems):  # faust first: it starts while Flink's job does
+                side = self._start(system, s, urls[system], stack)
+                sides.append(side)
+                if self.profile is not None and system == "faust":
+                    profiler = Profiler(side.pgid, self.profile / f"{side.log.stem}.txt")
+                    stack.callback(profiler.stop)
+            sides.sort(key=lambda side: SYSTEMS.index(side.system))  # Flink's burst first
+            out = asyncio.run(self._measure(s, sides, paced_rate, profiler))
+        latencies, pace, complete = out
+        rows = []
+        for side in sides:
+            stats = endpoint_stats(side.url)
+            if not complete[side.system]:
+                print(f"  {side.system}: not every event came out; see {side.log}", flush=True)
+            rows.append(
+                report.Measured(
+                    task=s.task,
+                    latency_ms=int(s.latency * 1000),
+                    in_flight=s.in_flight,
+                    system="flink" if side.system == "flink" else "faust-inference",
+                    events_per_s=side.events_per_s,
+                    p50_ms=percentile(latencies[side.system], 50) * 1000,
+                    p99_ms=percentile(latencies[side.system], 99) * 1000,
+                    requests=int(stats["total"]),  # type: ignore[call-overload]
+                    peak_in_flight=int(stats["peak_in_flight"]),  # type: ignore[call-overload]
+                    cpu_s=side.cpu_s,
+                    peak_mb=side.meter.peak_rss_bytes / 2**20,
+                    paced_rate=pace,
+                    complete=complete[side.system],
+                )
+            )
+        return rows
+
+    def _start(self, system: str, s: Setting, url: str, stack: contextlib.ExitStack) -> Side:
+        topic_in, topic_out = unique(f"fb-{system}-in"), unique(f"fb-{system}-out")
         self.kafka.create_topic(topic_in, partitions=4)
         self.kafka.create_topic(topic_out, partitions=1)
-        name = f"{system}-{s.task}-{int(s.latency * 1000)}ms-{s.in_flight}"
+        name = f"{system}-{s.task}-{int(s.latency * 1000)}ms-{s.in_flight}-{unique('r')[-4:]}"
         # The same job for both systems; only how each is started differs.
         work = {
             "source": topic_in,
@@ -128,7 +210,8 @@ class Bench:
         if system == "flink":
             log = self.workdir / f"{name}.log"
             job = FlinkJob(self.venv, self.jars, log, bootstrap=self.kafka.bootstrap, **work)
-            pgid, stop = job.start().pgid, job.stop
+            stack.callback(job.stop)
+            pgid = job.start().pgid
         else:
             worker = faust_worker(
                 self.workdir,
@@ -137,78 +220,65 @@ class Bench:
                 batch=OUR_BATCH[s.task],
                 app_id=unique("fb"),
                 **work,
-            ).start()
-            assert worker.pid is not None
-            pgid, stop, log = worker.pid, worker.stop, worker.log_path
-        meter = GroupMeter(pgid).start()
-        profiler = None
-        if self.profile is not None and system == "faust":
-            profiler = Profiler(pgid, self.profile / f"{name}.txt")
-        try:
-            out = asyncio.run(
-                self._measure(s, url, topic_in, topic_out, meter, paced_rate, profiler)
             )
-        finally:
-            if profiler is not None:
-                profiler.stop()
-            stop()
-            meter.stop()
-        events_per_s, latencies, cpu_s, stats, rate_used, complete = out
-        if not complete:
-            print(f"  {name}: not every event came out; see {log}", flush=True)
-        return report.Measured(
-            task=s.task,
-            latency_ms=int(s.latency * 1000),
-            in_flight=s.in_flight,
-            system="flink" if system == "flink" else "faust-inference",
-            events_per_s=events_per_s,
-            p50_ms=percentile(latencies, 50) * 1000,
-            p99_ms=percentile(latencies, 99) * 1000,
-            requests=int(stats["total"]),  # type: ignore[call-overload]
-            peak_in_flight=int(stats["peak_in_flight"]),  # type: ignore[call-overload]
-            cpu_s=cpu_s,
-            peak_mb=meter.peak_rss_bytes / 2**20,
-            paced_rate=rate_used,
-            complete=complete,
-        )
+            stack.callback(worker.stop)
+            worker.start()
+            assert worker.pid is not None
+            pgid, log = worker.pid, worker.log_path
+        meter = GroupMeter(pgid).start()
+        stack.callback(meter.stop)
+        return Side(system, topic_in, topic_out, url, pgid, meter, log)
 
     async def _measure(
-        self,
-        s: Setting,
-        url: str,
-        topic_in: str,
-        topic_out: str,
-        meter: GroupMeter,
-        paced_rate: float | None,
-        profiler: Profiler | None,
-    ) -> tuple[float, list[float], float, dict[str, object], float, bool]:
+        self, s: Setting, sides: list[Side], paced_rate: float | None, profiler: Profiler | None
+    ) -> tuple[dict[str, list[float]], float, dict[str, bool]]:
         plan, bootstrap = self.plan, self.kafka.bootstrap
-        async with (
-            OutputReader(bootstrap, topic_out) as reader,
-            Producer(bootstrap, topic_in) as producer,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            readers = {
+                side.system: await stack.enter_async_context(
+                    OutputReader(bootstrap, side.topic_out)
+                )
+                for side in sides
+            }
+            producer = await stack.enter_async_context(Producer(bootstrap))
+            topics = [side.topic_in for side in sides]
+
             warm = range(plan.warmup)
-            await producer.burst(warm)
-            complete = await reader.wait_for(warm, timeout=180)
-            endpoint_stats(url, reset=True)
-            cpu_before = meter.cpu_seconds()
-            if profiler is not None:
-                profiler.start()
+            await producer.burst(topics, warm)
+            complete = {
+                side.system: await readers[side.system].wait_for(warm, timeout=180)
+                for side in sides
+            }
 
             burst = range(warm.stop, warm.stop + plan.burst(s.latency))
-            await producer.burst(burst)
-            complete &= await reader.wait_for(burst, timeout=30 + len(burst) * s.latency)
-            events_per_s = rate(reader.arrivals_ms(burst))
+            cpu_before: dict[str, float] = {}
+            for side in sides:  # one system at a time; the other idles
+                endpoint_stats(side.url, reset=True)
+                before = side.meter.cpu_seconds()
+                if profiler is not None and side.system == "faust":
+                    profiler.start()
+                await producer.burst([side.topic_in], burst)
+                reader = readers[side.system]
+                timeout = 30 + len(burst) * s.latency
+                complete[side.system] &= await reader.wait_for(burst, timeout=timeout)
+                side.events_per_s = rate(reader.arrivals_ms(burst))
+                side.cpu_s = side.meter.cpu_seconds() - before
 
-            pace = paced_rate or events_per_s / 2
-            count = max(plan.paced_min, int(pace * plan.paced_seconds))
-            paced = range(burst.stop, burst.stop + count)
-            await producer.paced(paced, pace)
-            complete &= await reader.wait_for(paced, timeout=30 + len(paced) * s.latency)
-            cpu_s = meter.cpu_seconds() - cpu_before
-            stats = endpoint_stats(url)
-            complete &= reader.bad == 0
-            return events_per_s, reader.latencies(paced), cpu_s, stats, pace, complete
+            flink = next((side for side in sides if side.system == "flink"), sides[0])
+            pace = paced_rate or flink.events_per_s * PACED_FRACTION
+            paced = range(burst.stop, burst.stop + plan.paced_events)
+            for side in sides:
+                cpu_before[side.system] = side.meter.cpu_seconds()
+            await producer.paced(topics, paced, pace)
+            latencies = {}
+            for side in sides:
+                reader = readers[side.system]
+                # Bounded: the paced events left over len/pace seconds already.
+                complete[side.system] &= await reader.wait_for(paced, timeout=30)
+                complete[side.system] &= reader.bad == 0
+                side.cpu_s += side.meter.cpu_seconds() - cpu_before[side.system]
+                latencies[side.system] = reader.latencies(paced)
+            return latencies, pace, complete
 
 
 def parse_setting(text: str) -> Setting:
@@ -235,10 +305,70 @@ def settings(smoke: bool) -> list[Setting]:
     ]
 
 
+@contextlib.contextmanager
+def held(lock: Path | None) -> Iterator[None]:
+    """Hold ``flock(lock)`` (the same lock as ``flock(1)``'s) for the block; no-op for None."""
+    if lock is None:
+        yield
+        return
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """One run of every chosen setting: its rows and the machine's load around it."""
+
+    rows: list[report.Measured]
+    load_before: str
+    load_after: str
+    seconds: float
+    kafka: str
+
+
+def run_once(args: argparse.Namespace, chosen: list[Setting], plan: Plan, n: int) -> Repeat:
+    """One repeat: a fresh broker, every setting, both systems (or ``--only``)."""
+    systems = SYSTEMS if args.only is None else (args.only,)
+    workdir = Path(tempfile.mkdtemp(prefix=f"flink-bench-{n}-"))
+    started, load_before = time.monotonic(), report.uptime()
+    rows: list[report.Measured] = []
+    with KafkaBroker() as kafka, contextlib.ExitStack() as endpoints:
+        bench = Bench(kafka, plan, workdir, args.profile)
+        print(f"run {n}: Kafka {kafka.version}; logs in {workdir}; {load_before}", flush=True)
+        for latency in sorted({s.latency for s in chosen}):
+            # One endpoint per system, so that each one's counters are its own.
+            urls = {system: endpoints.enter_context(fake_endpoint(latency)) for system in systems}
+            for s in (s for s in chosen if s.latency == latency):
+                measured = bench.run(systems, s, urls, args.paced_rate)
+                rows.extend(measured)
+                print(
+                    f"  {s.task} {latency * 1000:g} ms x{s.in_flight}: "
+                    + ", ".join(
+                        f"{m.system} {m.events_per_s:,.0f}/s p99 {m.p99_ms:.1f} ms"
+                        for m in measured
+                    )
+                    + f" (paced {measured[0].paced_rate:.0f}/s; "
+                    f"{time.monotonic() - started:.0f} s)",
+                    flush=True,
+                )
+        version = kafka.version
+    return Repeat(rows, load_before, report.uptime(), time.monotonic() - started, version)
+
+
 def main() -> int:
-    """Run every setting, print the table, append it to RESULTS.md (not for --smoke)."""
+    """Run every setting ``--repeat`` times, print the tables, append the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one setting, a few hundred events")
+    parser.add_argument("--repeat", type=int, default=1, help="whole comparisons (default 1)")
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        help="hold flock(LOCK) during each repeat, released between them (/work/bench.lock)",
+    )
     parser.add_argument("--label", default="", help="names the run in RESULTS.md ('before', ...)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
@@ -247,7 +377,7 @@ def main() -> int:
         action="append",
         help="only this setting, task:latency_ms:cap (repeatable), e.g. chat:20:50",
     )
-    parser.add_argument("--only", choices=("flink", "faust"), help="run one system only")
+    parser.add_argument("--only", choices=SYSTEMS, help="run one system only")
     parser.add_argument(
         "--paced-rate",
         type=float,
@@ -261,59 +391,48 @@ def main() -> int:
         help="py-spy our worker while measured; collapsed stacks into DIR",
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     chosen = args.setting or settings(args.smoke)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     plan = SMOKE if args.smoke else FULL
-    workdir = Path(tempfile.mkdtemp(prefix="flink-bench-"))
-    started, load_before = time.monotonic(), report.uptime()
-    rows: list[report.Measured] = []
-    with KafkaBroker() as kafka:
-        bench = Bench(kafka, plan, workdir, args.profile)
-        print(f"Kafka {kafka.version}; logs in {workdir}; {load_before}", flush=True)
-        for latency in sorted({s.latency for s in chosen}):
-            with fake_endpoint(latency) as url:
-                for s in (s for s in chosen if s.latency == latency):
-                    pace = args.paced_rate
-                    if args.only != "faust":
-                        rows.append(bench.run("flink", s, url, pace))
-                        pace = pace or rows[-1].paced_rate
-                    if args.only != "flink":
-                        rows.append(bench.run("faust", s, url, pace))
-                    print(
-                        f"  {s.task} {latency * 1000:g} ms x{s.in_flight}: "
-                        + ", ".join(
-                            f"{m.system} {m.events_per_s:,.0f}/s"
-                            for m in rows[-2:]
-                            if (m.task, m.latency_ms) == (s.task, int(latency * 1000))
-                        )
-                        + f" ({time.monotonic() - started:.0f} s)",
-                        flush=True,
-                    )
+    install.ensure_venv(), install.ensure_jars()  # outside the lock: not a measurement
+    repeats: list[Repeat] = []
+    for n in range(1, args.repeat + 1):
+        with held(args.lock):
+            repeats.append(run_once(args, chosen, plan, n))
+        print("\n" + report.render(repeats[-1].rows), flush=True)
+    runs = [r.rows for r in repeats]
     text = "\n".join(
         [
             f"Machine: {report.machine()}",
-            f"Load: before `{load_before}`; after `{report.uptime()}`",
-            f"Run: {time.monotonic() - started:.0f} s; Kafka {kafka.version}; Flink 2.3.0 "
-            f"(flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), parallelism 1; events per "
-            f"setting: {plan.warmup} warm-up, burst of {plan.burst(0.02)} (20 ms) or "
-            f"{plan.burst(0.1)} (100 ms), paced at half "
-            f"Flink's burst rate for {plan.paced_seconds:g} s (at least {plan.paced_min}).",
+            *(
+                f"Run {n}: {r.seconds:.0f} s, Kafka {r.kafka}; load before `{r.load_before}`; "
+                f"after `{r.load_after}`"
+                for n, r in enumerate(repeats, 1)
+            ),
+            f"Flink 2.3.0 (flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), parallelism 1; "
+            f"events per setting and run: {plan.warmup} warm-up, a burst of "
+            f"{plan.burst(0.02)} (20 ms) or {plan.burst(0.1)} (100 ms) to each system alone, "
+            f"then {plan.paced_events} paced at {PACED_FRACTION:g} x Flink's burst rate to both "
+            "at once. Cells: median (min-max) over the runs; the ratio row's p99 is each "
+            "run's ours/Flink.",
             "",
-            report.render(rows),
+            report.summarize(runs),
             "",
-            *report.targets(rows),
+            *report.verdicts(runs),
         ]
     )
     print("\n" + text)
     if not (args.smoke or args.no_write or args.only or args.setting or args.profile):
         label = f" ({args.label})" if args.label else ""
-        title = f"## Flink SQL ML_PREDICT vs faust-inference{label}"
+        title = f"## Flink SQL ML_PREDICT vs faust-inference, {len(runs)} runs{label}"
         with RESULTS.open("a") as out:
             if out.tell() == 0:
                 out.write("# Benchmark results\n\nWritten by the benchmark scripts; newest last.\n")
             out.write(f"\n{title}\n\n{text}\n")
-    return 0 if all(m.complete for m in rows) else 1
+    return 0 if all(m.complete for rows in runs for m in rows) else 1
 
 
 if __name__ == "__main__":

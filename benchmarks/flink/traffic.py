@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 
-__all__ = ["OutputReader", "Producer", "endpoint_stats", "event_text"]
+__all__ = ["OutputReader", "Producer", "copy_order", "endpoint_stats", "event_text"]
 
 _WORDS = [
     *("the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while"),
@@ -32,10 +32,15 @@ def event_text(i: int) -> str:
 
 
 class Producer:
-    """Writes events, as fast as it can or at a steady rate."""
+    """Writes events to one or more topics, as fast as it can or at a steady rate.
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
+    With several topics (one per system under test), each event goes to every
+    topic at the same moment, each copy stamped with its own send time; the
+    order of the copies alternates from one event to the next, so neither system
+    is always second.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
         # linger 0: a paced event leaves at once, adding nothing to its latency.
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0)
 
@@ -46,17 +51,18 @@ class Producer:
     async def __aexit__(self, *_: object) -> None:
         await self._producer.stop()
 
-    async def _send(self, i: int) -> None:
+    async def _send(self, topic: str, i: int) -> None:
         value = orjson.dumps({"id": i, "ts": time.time(), "input": event_text(i)})
-        await self._producer.send(self.topic, key=str(i).encode(), value=value)
+        await self._producer.send(topic, key=str(i).encode(), value=value)
 
-    async def burst(self, ids: Iterable[int]) -> None:
-        """Send every event as fast as the client takes them."""
+    async def burst(self, topics: Sequence[str], ids: Iterable[int]) -> None:
+        """Send every event (to every topic) as fast as the client takes them."""
         for i in ids:
-            await self._send(i)
+            for topic in copy_order(topics, i):
+                await self._send(topic, i)
         await self._producer.flush()
 
-    async def paced(self, ids: Iterable[int], rate: float) -> None:
+    async def paced(self, topics: Sequence[str], ids: Iterable[int], rate: float) -> None:
         """Send one event every ``1 / rate`` seconds, on a fixed schedule (no drift)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -64,8 +70,20 @@ class Producer:
             delay = start + k / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._send(i)
+            for topic in copy_order(topics, i):
+                await self._send(topic, i)
         await self._producer.flush()
+
+
+def copy_order(topics: Sequence[str], i: int) -> Sequence[str]:
+    """The topics in the order event ``i`` is sent to them: reversed for odd ids.
+
+    Example::
+
+        >>> copy_order(["a", "b"], 0), copy_order(["a", "b"], 1)
+        (['a', 'b'], ['b', 'a'])
+    """
+    return topics if i % 2 == 0 else list(reversed(topics))
 
 
 class OutputReader:

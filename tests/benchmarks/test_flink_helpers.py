@@ -18,8 +18,18 @@ from benchmarks.flink.measure import (
     proc_cpu_seconds,
     proc_rss_bytes,
 )
-from benchmarks.flink.report import Measured, ratio, render, targets
-from benchmarks.flink.traffic import event_text
+from benchmarks.flink.report import (
+    Measured,
+    median_spread,
+    p99_ratios,
+    ratio,
+    render,
+    summarize,
+    targets,
+    verdicts,
+)
+from benchmarks.flink.run import held
+from benchmarks.flink.traffic import copy_order, event_text
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -76,8 +86,10 @@ def test_group_meter_sees_cpu_and_memory_of_a_real_process_group() -> None:
         proc.wait()
 
 
-def _row(system: str, events: float, p99: float, task: str = "embedding") -> Measured:
-    return Measured(task, 20, 10, system, events, p99 / 2, p99, 100, 5, 2.0, 100.0, 50.0, True)
+def _row(
+    system: str, events: float, p99: float, task: str = "embedding", complete: bool = True
+) -> Measured:
+    return Measured(task, 20, 10, system, events, p99 / 2, p99, 100, 5, 2.0, 100.0, 50.0, complete)
 
 
 def test_render_puts_the_ratio_row_under_each_pair() -> None:
@@ -107,3 +119,63 @@ def test_ratio_of_missing_values_is_nan() -> None:
 def test_event_texts_differ() -> None:
     texts = {event_text(i) for i in range(1000)}
     assert len(texts) == 1000
+
+
+def test_copies_of_an_event_alternate_their_order() -> None:
+    assert copy_order(["flink", "ours"], 4) == ["flink", "ours"]
+    assert list(copy_order(["flink", "ours"], 7)) == ["ours", "flink"]
+    assert list(copy_order(["only"], 3)) == ["only"]
+
+
+def test_median_spread_gives_the_middle_and_the_range() -> None:
+    assert median_spread([52.5, 40.0, 45.0], 1) == "45.0 (40.0-52.5)"
+    assert median_spread([1_200.0, 900.0]) == "1,050 (900-1,200)"
+    assert median_spread([7.0]) == "7"
+    assert median_spread([math.nan, 3.0]) == "3"
+    assert median_spread([]) == "n/a"
+
+
+def _three_runs() -> list[list[Measured]]:
+    # p99 ours/Flink per run: 0.5, 2.0, 0.8 (embedding); chat only in runs 1 and 2.
+    return [
+        [_row("flink", 200, 100), _row("faust-inference", 800, 50),
+         _row("flink", 200, 100, "chat"), _row("faust-inference", 400, 90, "chat")],
+        [_row("flink", 210, 40), _row("faust-inference", 900, 80),
+         _row("flink", 200, 100, "chat"), _row("faust-inference", 400, 95, "chat", False)],
+        [_row("flink", 190, 60), _row("faust-inference", 700, 48)],
+    ]  # fmt: skip
+
+
+def test_summary_has_medians_with_spread_and_every_runs_p99_ratio() -> None:
+    runs = _three_runs()
+    assert p99_ratios(runs, ("embedding", 20, 10)) == [0.5, 2.0, 0.8]
+    lines = summarize(runs).splitlines()
+    flink, ours, ratios = lines[2:5]
+    assert "| flink | 200 (190-210) | 30.0 (20.0-50.0) | 60.0 (40.0-100.0) |" in flink
+    assert "| faust-inference | 800 (700-900) | 25.0 (24.0-40.0) | 50.0 (48.0-80.0) |" in ours
+    assert "**ours/Flink** | **4.00** | 0.83 | **0.50, 2.00, 0.80** |" in ratios
+    assert "faust-inference (incomplete)" in lines[6]  # chat lost events in run 2
+    assert len(lines) == 2 + 3 + 3
+
+
+def test_verdicts_count_the_runs_with_a_lower_p99() -> None:
+    assert verdicts(_three_runs()) == [
+        "embedding 20 ms, 10 in flight: p99 lower in 2 of 3 runs (ours/Flink 0.50, 2.00, 0.80)",
+        # run 2 is lower but lost events: it does not count
+        "chat 20 ms, 10 in flight: p99 lower in 1 of 2 runs (ours/Flink 0.90, 0.95)",
+    ]
+
+
+def test_held_takes_the_same_lock_as_flock(tmp_path: Path) -> None:
+    lock = tmp_path / "bench.lock"
+    probe = [sys.executable, "-c", (
+        "import fcntl, sys\n"
+        f"f = open({str(lock)!r}, 'a')\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )]  # fmt: skip
+    with held(lock):
+        assert subprocess.run(probe).returncode == 3  # another process must wait
+    assert subprocess.run(probe).returncode == 0  # released
+    with held(None):
+        pass

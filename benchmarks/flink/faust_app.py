@@ -2,7 +2,9 @@
 
 The same work as ``job.py`` asks of Flink: read ``{"id", "ts", "input"}``, call
 the model with ``input`` (chat: one user message after the same system prompt;
-embeddings: the text), write ``{"id", "ts", "output"}``. Settings come from the
+embeddings: the text), write ``{"id", "ts", "output"}`` (plus ``sent``, the
+wall-clock time of the send, and ``infer_s``, the request's seconds, with which
+``run.py`` splits our latency into stages). Settings come from the
 environment (``run.py`` sets them); ``FLINK_BENCH_BATCH`` is the only knob Flink
 has no counterpart for: its ``openai`` provider sends one row per request.
 
@@ -11,6 +13,9 @@ touching the library (see docs/performance.md):
 ``FLINK_BENCH_SWITCH_INTERVAL=0.0005`` (the GIL hand-over between Faust's
 consumer thread and the event loop) and ``FLINK_BENCH_QUIET_ROOT_LOGGER=1``
 (undo the DEBUG root level Faust's worker leaves behind at ``-l warn``).
+``FLINK_BENCH_CPROFILE=DIR`` profiles the event loop's thread with cProfile
+(where our code runs; not Faust's consumer thread), written to
+``DIR/<app id>.prof`` every 5 seconds (for when py-spy is not installed).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 import faust
 
@@ -64,7 +70,26 @@ def text(event: dict[str, object]) -> object:
 @infer(model)
 async def predicted(results):  # type: ignore[no-untyped-def]
     async for r in results:
-        await sink.send(value={"id": r.event["id"], "ts": r.event["ts"], "output": r.output})
+        # sent and infer_s let run.py split the latency into before / inference / after.
+        result = {"id": r.event["id"], "ts": r.event["ts"], "output": r.output}
+        await sink.send(value={**result, "sent": time.time(), "infer_s": r.latency_s})
+
+
+if env("FLINK_BENCH_CPROFILE"):  # a diagnostic knob: where the loop's CPU goes
+
+    @app.task
+    async def profile_loop() -> None:
+        import asyncio
+        import cProfile
+        from pathlib import Path
+
+        out = Path(env("FLINK_BENCH_CPROFILE", ".")) / f"{app.conf.id}.prof"
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(720):  # an hour at most
+            await asyncio.sleep(5)
+            profiler.dump_stats(out)  # this stops the profiler: start it again
+            profiler.enable()
 
 
 if env("FLINK_BENCH_QUIET_ROOT_LOGGER"):  # an experiment knob: the profile's finding

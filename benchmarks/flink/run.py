@@ -92,6 +92,8 @@ if __name__ == "__main__":
 
 sys.path.insert(0, str(REPO))
 
+import orjson  # noqa: E402 (after the re-exec)
+
 from benchmarks.flink import install, report  # noqa: E402 (after the re-exec)
 from benchmarks.flink.measure import GroupMeter, percentile  # noqa: E402 (after the re-exec)
 from benchmarks.flink.systems import FlinkJob, Profiler, faust_worker  # noqa: E402 (after the re-exec)
@@ -169,7 +171,8 @@ class Bench:
                     stack.callback(profiler.stop)
             sides.sort(key=lambda side: SYSTEMS.index(side.system))  # Flink's burst first
             out = asyncio.run(self._measure(s, sides, paced_rate, profiler))
-        latencies, pace, complete = out
+        latencies, stages, pace, complete = out
+        self._record(s, latencies, stages)
         rows = []
         for side in sides:
             stats = endpoint_stats(side.url)
@@ -193,6 +196,27 @@ class Bench:
                 )
             )
         return rows
+
+    def _record(
+        self,
+        s: Setting,
+        latencies: dict[str, list[float]],
+        stages: dict[str, dict[str, list[float]]],
+    ) -> None:
+        """Keep the paced latencies in the log folder; print our stages' p50/p99."""
+        name = f"latencies-{s.task}-{int(s.latency * 1000)}ms-{s.in_flight}-{unique('r')[-4:]}"
+        dump = {"latencies": latencies, "stages": stages}
+        (self.workdir / f"{name}.json").write_bytes(orjson.dumps(dump))
+        for system, parts in stages.items():
+            if parts["before"]:
+                print(
+                    f"    {system} stages p50/p99 ms: "
+                    + "; ".join(
+                        f"{stage} {percentile(v, 50) * 1000:.1f}/{percentile(v, 99) * 1000:.1f}"
+                        for stage, v in parts.items()
+                    ),
+                    flush=True,
+                )
 
     def _start(self, system: str, s: Setting, url: str, stack: contextlib.ExitStack) -> Side:
         topic_in, topic_out = unique(f"fb-{system}-in"), unique(f"fb-{system}-out")
@@ -231,7 +255,7 @@ class Bench:
 
     async def _measure(
         self, s: Setting, sides: list[Side], paced_rate: float | None, profiler: Profiler | None
-    ) -> tuple[dict[str, list[float]], float, dict[str, bool]]:
+    ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]], float, dict[str, bool]]:
         plan, bootstrap = self.plan, self.kafka.bootstrap
         async with contextlib.AsyncExitStack() as stack:
             readers = {
@@ -270,7 +294,7 @@ class Bench:
             for side in sides:
                 cpu_before[side.system] = side.meter.cpu_seconds()
             await producer.paced(topics, paced, pace)
-            latencies = {}
+            latencies, stages = {}, {}
             for side in sides:
                 reader = readers[side.system]
                 # Bounded: the paced events left over len/pace seconds already.
@@ -278,7 +302,8 @@ class Bench:
                 complete[side.system] &= reader.bad == 0
                 side.cpu_s += side.meter.cpu_seconds() - cpu_before[side.system]
                 latencies[side.system] = reader.latencies(paced)
-            return latencies, pace, complete
+                stages[side.system] = reader.stage_latencies(paced)
+            return latencies, stages, pace, complete
 
 
 def parse_setting(text: str) -> Setting:

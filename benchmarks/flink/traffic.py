@@ -92,16 +92,20 @@ class OutputReader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.received: dict[int, tuple[float, float]] = {}  # id -> (received, ts)
         self.bad = 0  # results without an output
+        # id -> (sent, inference seconds), from results that carry them (ours does).
+        self.stages: dict[int, tuple[float, float]] = {}
+        self._bootstrap, self._topic = bootstrap, topic
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> OutputReader:
+        # Made here, not in __init__: aiokafka wants a running loop.
         self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
+            self._topic,
+            bootstrap_servers=self._bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
             metadata_max_age_ms=1000,
         )
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> OutputReader:
         await self._consumer.start()
         self._task = asyncio.create_task(self._read())
         return self
@@ -121,7 +125,10 @@ class OutputReader:
                     value = orjson.loads(record.value)
                     if not value.get("output"):
                         self.bad += 1
-                    self.received.setdefault(value["id"], (now, value["ts"]))
+                    if value["id"] not in self.received:
+                        self.received[value["id"]] = (now, value["ts"])
+                        if "sent" in value and "infer_s" in value:
+                            self.stages[value["id"]] = (value["sent"], value["infer_s"])
 
     async def wait_for(self, ids: range, timeout: float) -> bool:
         """Wait until every id arrived (True) or ``timeout`` seconds passed (False)."""
@@ -135,6 +142,22 @@ class OutputReader:
     def latencies(self, ids: range) -> list[float]:
         """Seconds from production to arrival, of the ids that arrived."""
         return [got - ts for got, ts in (self.received[i] for i in ids if i in self.received)]
+
+    def stage_latencies(self, ids: range) -> dict[str, list[float]]:
+        """Where each result's time went, for results stamped by the system.
+
+        ``before``: from the producer's timestamp to the request (Kafka in, the
+        consumer, the queue and any batch wait); ``inference``: the request; ``after``:
+        from the system's send of the result to its arrival at the reader (Kafka out).
+        """
+        out: dict[str, list[float]] = {"before": [], "inference": [], "after": []}
+        for i in ids:
+            if i in self.stages and i in self.received:
+                (got, ts), (sent, infer_s) = self.received[i], self.stages[i]
+                out["before"].append(sent - infer_s - ts)
+                out["inference"].append(infer_s)
+                out["after"].append(got - sent)
+        return out
 
     def arrivals_ms(self, ids: range) -> list[int]:
         """Arrival times in ms of the ids that arrived (for ``benchmarks.support.rate``)."""

@@ -29,7 +29,7 @@ from benchmarks.flink.report import (
     verdicts,
 )
 from benchmarks.flink.run import held
-from benchmarks.flink.traffic import copy_order, event_text
+from benchmarks.flink.traffic import OutputReader, copy_order, event_text
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -179,3 +179,14 @@ def test_held_takes_the_same_lock_as_flock(tmp_path: Path) -> None:
     assert subprocess.run(probe).returncode == 0  # released
     with held(None):
         pass
+
+
+def test_stage_latencies_split_a_result_into_before_inference_and_after() -> None:
+    reader = OutputReader("127.0.0.1:9", "unused")  # never started: no connection
+    reader.received = {1: (10.050, 10.000), 2: (20.070, 20.000), 3: (30.1, 30.0)}
+    reader.stages = {1: (10.040, 0.020), 2: (20.060, 0.030)}  # 3 carries no stamps (Flink)
+    stages = reader.stage_latencies(range(1, 4))
+    assert stages["before"] == pytest.approx([0.020, 0.030])
+    assert stages["inference"] == pytest.approx([0.020, 0.030])
+    assert stages["after"] == pytest.approx([0.010, 0.010])
+    assert reader.latencies(range(1, 4)) == pytest.approx([0.050, 0.070, 0.1])

@@ -6,6 +6,7 @@ are made over the web API with and without the bearer token.
 """
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -25,6 +26,7 @@ from tests.integration.lifecycle.support import (
     produce,
     wait_applied,
 )
+from tests.integration.support import unique
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TOKEN = "t0ken-for-the-browser-test"
@@ -71,6 +73,23 @@ async def wait_page(url, worker, timeout=60.0):
     raise AssertionError(f"{url} never answered\n{worker.log()}")
 
 
+def evaluated(url):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())["evaluation"]["versions"]
+
+
+async def wait_evaluated(url, n, worker, timeout=30.0):
+    """Until every labelled prediction is counted in the published figures."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.assert_alive()
+        versions = await asyncio.to_thread(evaluated, url)
+        if sum(m.get("n", 0) for m in versions.values()) >= n:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{n} labelled predictions never counted: {versions}")
+
+
 async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
     from playwright.async_api import async_playwright
 
@@ -79,8 +98,11 @@ async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
         # version_in_path=False: the fake serves no /versions/{v}/ready for the
         # start-up readiness check.
         options = '{"input_name": "features", "shape": [10], "version_in_path": false}'
+        labels = unique("labels")
+        kafka.create_topic(labels, partitions=4)  # co-partitioned with the scored topic
         env = lifecycle_env(kafka, v1.url, V2_URL=v2.url, MODEL_REMOTE_NAME="fake-model",
-                            WEB_PORT=str(port), WEB_TOKEN=TOKEN, MODEL_OPTIONS=options)
+                            WEB_PORT=str(port), WEB_TOKEN=TOKEN, MODEL_OPTIONS=options,
+                            LABELS_TOPIC=labels)
         worker = Worker(APP, env, tmp_path, "web").start()
         base = f"http://127.0.0.1:{port}/inference"
         try:
@@ -99,7 +121,9 @@ async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
                 await produce(kafka.bootstrap, env["IN_TOPIC"], events, key=lambda e: e["id"])
                 out = seen.records[env["OUT_TOPIC"]]
                 await seen.wait_for(lambda: len(out) >= 400, 60, workers=[worker])
-            await asyncio.sleep(2.0)  # figures published to the stats table
+            truth = [{"id": e["id"], "label": i % 2} for i, e in enumerate(events)]
+            await produce(kafka.bootstrap, labels, truth, key=lambda e: e["id"])
+            await wait_evaluated(f"{base}/models/model/", 400, worker)
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM,
                                                    args=["--no-sandbox"])
@@ -118,7 +142,12 @@ async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
     assert "70%" in text and "30%" in text
     assert "split v1=70 v2=30 (try v2)" in text and "web" in text
     assert "Read only" not in text
+    assert "Evaluation against labels" in text and "5 s windows" in text
+    assert "since start" in text and "UTC" in text  # per-version totals, then each window
     report = models[0]
     assert report["split"] == {"v1": 70.0, "v2": 30.0}
     served = report["versions"]["v1"]["requests"] + report["versions"]["v2"]["requests"]
     assert served > 0 and report["versions"]["v2"]["requests"] > 0
+    counted = sum(m["n"] for m in report["evaluation"]["versions"].values())
+    in_windows = sum(w["n"] for ws in report["evaluation"]["windows"].values() for w in ws)
+    assert counted == in_windows == 400

@@ -91,6 +91,7 @@ async def test_a_cli_switch_reaches_both_workers_with_no_event_lost(kafka, group
         assert "switch to v2 (integration test)" in done.stdout
         revision = int(done.stdout.split("revision ")[1].split(":")[0])
         await wait_applied(workers, revision)
+        listing = asyncio.create_task(acli(env, "list"))  # a process of its own, meanwhile
         await asyncio.sleep(1.0)
         stop.set()
         await producing
@@ -98,7 +99,7 @@ async def test_a_cli_switch_reaches_both_workers_with_no_event_lost(kafka, group
         late = [{"id": f"swl{i}", "x": rows[i]} for i in range(200)]
         await produce(kafka.bootstrap, env["IN_TOPIC"], late, key=lambda e: e["id"])
         await seen.wait_for(ids_in(out, {e["id"] for e in late}), 60, workers=workers)
-        listing = await acli(env, "list")
+        listing = await listing
         switched_dlq = [d for d in dlq if d["event"]["id"].startswith("sw")]
     await change(kafka, group, Change.switch("v1", reason="back for the next tests"))
 
@@ -161,11 +162,14 @@ async def test_live_and_offline_evaluation_equal_sklearn(kafka, group):
             live = (await report(kafka, group))["evaluation"]["versions"].get("v1", {})
             if live.get("n") == n:
                 break
-        stats = await acli(env, "stats", "model", "--json")
+        stats, offline = await asyncio.gather(  # two CLI processes at once
+            acli(env, "stats", "model", "--json"),
+            acli(env, "evaluate", "model", "--version", "v1", "--events", env["IN_TOPIC"],
+                 "--labels", env["LABELS_TOPIC"], "--json"))
         assert stats.returncode == 0, stats.stderr
-        assert json.loads(stats.stdout)["evaluation"]["versions"]["v1"] == live
-        offline = await acli(env, "evaluate", "model", "--version", "v1", "--events",
-                             env["IN_TOPIC"], "--labels", env["LABELS_TOPIC"], "--json")
+        shown = json.loads(stats.stdout)["evaluation"]
+        assert shown["versions"]["v1"] == live
+        assert sum(w["n"] for w in shown["windows"]["v1"]) == n  # windows over both workers
     by_id = {r["id"]: r["output"] for r in out}
     expected = sklearn_figures([(by_id[e["id"]], labels[i]) for i, e in enumerate(events)])
     assert live.get("n") == n, live

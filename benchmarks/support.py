@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -9,13 +10,24 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devtools.kafka import KafkaBroker
+from devtools.worker import FaustWorker
+
 REPO = Path(__file__).resolve().parents[1]
+
+OIP_ROUTE = "/v2/models/bench/infer"
+OIP_BODY: dict[str, Any] = {
+    "inputs": [{"name": "input-0", "shape": [1, 10], "datatype": "FP64", "data": [0.1] * 10}]
+}
+"""One event's request to the fake endpoint's Open Inference Protocol route."""
 
 
 @contextlib.contextmanager
@@ -66,8 +78,13 @@ async def fill_topic(
         await producer.stop()
 
 
-async def drain(bootstrap: str, topic: str, n: int, timeout: float) -> list[int]:
-    """Read until ``n`` records arrived; returns their broker timestamps (ms)."""
+async def drain(
+    bootstrap: str, topic: str, n: int, timeout: float, alive: Callable[[], bool] | None = None
+) -> list[int]:
+    """Read until ``n`` records arrived; returns their broker timestamps (ms).
+
+    Stops early once ``alive`` (the producing worker's liveness) says no.
+    """
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", metadata_max_age_ms=1000)
     await consumer.start()
@@ -75,6 +92,8 @@ async def drain(bootstrap: str, topic: str, n: int, timeout: float) -> list[int]
     deadline = time.monotonic() + timeout
     try:
         while len(stamps) < n and time.monotonic() < deadline:
+            if alive is not None and not alive():
+                break
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 stamps.extend(r.timestamp for r in records)
     finally:
@@ -96,3 +115,52 @@ def rate(stamps: list[int]) -> float:
     span = (ordered[hi] - ordered[lo]) / 1000
     return (hi - lo) / span if span > 0 else float("inf")
 
+
+
+async def raw_capacity(
+    url: str, n: int, in_flight: int, route: str = OIP_ROUTE, body: Any = None
+) -> float:
+    """Requests/s of direct calls with aiohttp, ``in_flight`` at a time, no Kafka.
+
+    The endpoint's capacity as the box allows it: one half of the box's limit
+    (the other is a bare Faust agent, :func:`through_kafka` in ``bare`` mode).
+    """
+    payload = OIP_BODY if body is None else body
+    target = f"{url}{route}"
+    queue = iter(range(n))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def lane() -> None:
+            for _ in queue:
+                async with session.post(target, json=payload) as resp:
+                    await resp.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
+        return n / (time.perf_counter() - started)
+
+
+def through_kafka(
+    kafka: KafkaBroker, app: str, mode: str, n: int, workdir: Path, env: Mapping[str, str]
+) -> float:
+    """Events/s of one worker of the Faust ``app`` over ``n`` events (4 partitions in, 1 out).
+
+    The events are written before the worker starts; the worker reads
+    ``BENCH_MODE``, ``BENCH_IN``, ``BENCH_OUT``, ``BENCH_APP_ID`` and
+    ``KAFKA_BROKER``, plus ``env``. Raises if not every event came out.
+    """
+    topic_in, topic_out = unique(f"bench-{mode}-in"), unique(f"bench-{mode}-out")
+    kafka.create_topic(topic_in, partitions=4)
+    kafka.create_topic(topic_out, partitions=1)
+    asyncio.run(fill_topic(kafka.bootstrap, topic_in, n))
+    env = {"BENCH_MODE": mode, "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
+           "BENCH_APP_ID": unique(f"bench-{mode}"), "KAFKA_BROKER": kafka.url, **env}
+    worker = FaustWorker(app, env, workdir, topic_in, log_level="warn").start()
+    try:
+        stamps = asyncio.run(drain(kafka.bootstrap, topic_out, n, timeout=300, alive=worker.alive))
+    finally:
+        worker.stop()
+    if len(stamps) < n:
+        raise RuntimeError(f"{mode}: only {len(stamps)}/{n} events came out; "
+                           f"see {worker.log_path}")
+    return rate(stamps)

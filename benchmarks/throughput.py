@@ -23,63 +23,22 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.support import (
-    drain,
-    fake_endpoint,
-    fill_topic,
-    rate,
-    unique,
-)
+from benchmarks import support
+from benchmarks.support import fake_endpoint, raw_capacity
 from devtools.kafka import KafkaBroker
-from devtools.worker import FaustWorker
 
 IN_FLIGHT = 50
-
-
-async def raw_capacity(url: str, n: int, in_flight: int) -> float:
-    """Requests/s of direct calls, ``in_flight`` at a time (c)."""
-    body = {"inputs": [{"name": "input-0", "shape": [1, 10], "datatype": "FP64",
-                        "data": [0.1] * 10}]}
-    infer_url = f"{url}/v2/models/bench/infer"
-    queue = iter(range(n))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-        async def lane() -> None:
-            for _ in queue:
-                async with session.post(infer_url, json=body) as resp:
-                    await resp.read()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(lane() for _ in range(in_flight)))
-        return n / (time.perf_counter() - started)
 
 
 def through_kafka(kafka: KafkaBroker, mode: str, n: int, url: str, workdir: Path,
                   **extra: str) -> float:
     """Events/s of one worker of ``benchmarks.apps`` in ``mode`` over ``n`` events."""
-    topic_in, topic_out = unique(f"bench-{mode}-in"), unique(f"bench-{mode}-out")
-    kafka.create_topic(topic_in, partitions=4)
-    kafka.create_topic(topic_out, partitions=1)
-    asyncio.run(fill_topic(kafka.bootstrap, topic_in, n))
-    env = {"BENCH_MODE": mode, "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
-           "BENCH_APP_ID": unique(f"bench-{mode}"), "BENCH_MODEL_URL": url,
-           "KAFKA_BROKER": kafka.url, "BENCH_CONCURRENCY": str(IN_FLIGHT), **extra}
-    worker = FaustWorker("benchmarks.apps", env, workdir, topic_in, log_level="warn").start()
-    try:
-        stamps = asyncio.run(drain(kafka.bootstrap, topic_out, n, timeout=300))
-    finally:
-        worker.stop()
-    if len(stamps) < n:
-        raise RuntimeError(f"{mode}: only {len(stamps)}/{n} events came out; "
-                           f"see {worker.log_path}")
-    return rate(stamps)
+    env = {"BENCH_MODEL_URL": url, "BENCH_CONCURRENCY": str(IN_FLIGHT), **extra}
+    return support.through_kafka(kafka, "benchmarks.apps", mode, n, workdir, env)
 
 
 def main() -> None:

@@ -184,7 +184,7 @@ class InferenceRunner:
         if self._dispatcher is None:
             self._start(loop)
         future: asyncio.Future[Outcome] = loop.create_future()
-        now = loop.time()
+        now = self._clock.monotonic()
         if self._last_arrival is not None:
             # Capped, so that one idle spell does not hide the next burst.
             gap = min(now - self._last_arrival, _GAP_CAP * self.settings.batch_timeout)
@@ -262,7 +262,7 @@ class InferenceRunner:
                     # A bare timer, not asyncio.timeout(): this runs once per
                     # batch and the cancellation machinery costs more than the wait.
                     expired = [False]
-                    timer = loop.call_later(wait, _expire, expired, wakeup)
+                    timer = clock.call_later(wait, _expire, expired, wakeup)
                     while len(queue) < size and not expired[0]:
                         wakeup.clear()
                         await wakeup.wait()

@@ -15,7 +15,7 @@ from faust_inference import (
     ServerError,
 )
 from faust_inference.core.runner import InferenceRunner
-from tests.unit.fakes import FakeClock, FakeProvider
+from tests.unit.fakes import FakeClock, FakeProvider, settle
 
 
 def make_runner(provider, clock=None, fallback=None, **settings):
@@ -35,10 +35,10 @@ async def test_batches_fill_while_every_slot_is_busy():
     provider.gate = asyncio.Event()
     runner = make_runner(provider, max_concurrency=1, batch_size=4)
     futures = [runner.submit(0)]
-    await asyncio.sleep(0.01)
+    await settle()
     assert provider.batches == [[0]]  # the first input went out alone
     futures += [runner.submit(i) for i in range(1, 9)]
-    await asyncio.sleep(0.01)
+    await settle()
     assert provider.batches == [[0]]  # the only slot is still busy
     provider.gate.set()
     outcomes = await asyncio.gather(*futures)
@@ -49,28 +49,48 @@ async def test_batches_fill_while_every_slot_is_busy():
 
 @pytest.mark.asyncio
 async def test_batch_timeout_waits_for_company():
+    clock = FakeClock()
     provider = FakeProvider()
-    runner = make_runner(provider, batch_size=8, batch_timeout=0.05)
+    runner = make_runner(provider, clock, batch_size=8, batch_timeout=0.05)
     first = runner.submit(1)
-    await asyncio.sleep(0.01)
+    await clock.advance(0.01)
     second = runner.submit(2)
+    await clock.advance(0.03)
+    assert provider.batches == []  # 0.04 s: still waiting for company
+    await clock.advance(0.01)  # batch_timeout reached
     await asyncio.gather(first, second)
     assert provider.batches == [[1, 2]]
     await runner.aclose()
 
 
 @pytest.mark.asyncio
-async def test_at_a_trickle_inputs_go_out_without_waiting_for_company():
+async def test_a_full_batch_goes_at_once_and_disarms_its_timer():
+    clock = FakeClock()
     provider = FakeProvider()
-    runner = make_runner(provider, batch_size=8, batch_timeout=0.2)
+    runner = make_runner(provider, clock, batch_size=3, batch_timeout=1.0)
+    futures = [runner.submit(1)]
+    await settle()
+    assert provider.batches == [] and len(clock.pending_timers) == 1
+    futures += [runner.submit(2), runner.submit(3)]
+    await asyncio.gather(*futures)  # no time passed
+    assert provider.batches == [[1, 2, 3]] and clock.now == 0.0
+    assert clock.pending_timers == []
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_at_a_trickle_inputs_go_out_without_waiting_for_company():
+    clock = FakeClock()
+    provider = FakeProvider()
+    runner = make_runner(provider, clock, batch_size=8, batch_timeout=0.2)
     for i in range(6):
         future = runner.submit(i)
-        await asyncio.sleep(0.05)  # a quarter of batch_timeout
+        await clock.advance(0.05)  # a quarter of batch_timeout
         if i >= 1:  # once a gap (0.3 s, longer than batch_timeout) has been seen
             assert future.done(), f"input {i} waited for company that was not coming"
-        await future
-        await asyncio.sleep(0.25)
-    assert all(len(b) == 1 for b in provider.batches)
+        await clock.advance(0.25)
+        assert future.done()  # the first one after batch_timeout
+    assert provider.batches == [[i] for i in range(6)]
     # A burst after the trickle is batched again.
     outcomes = await asyncio.gather(*(runner.submit(i) for i in range(8)))
     assert len(outcomes) == 8 and provider.batches[-1] == list(range(8))
@@ -262,7 +282,7 @@ async def test_close_cancels_queued_work_and_closes_the_provider():
     provider.gate = asyncio.Event()
     runner = make_runner(provider, max_concurrency=1)
     futures = [runner.submit(i) for i in range(3)]
-    await asyncio.sleep(0.01)
+    await settle()
     await runner.aclose()
     assert provider.closed
     assert all(f.cancelled() for f in futures)
@@ -296,7 +316,7 @@ async def test_callers_that_gave_up_do_not_leak_a_slot():
     provider.gate = asyncio.Event()
     runner = make_runner(provider, max_concurrency=1)
     busy = runner.submit(0)
-    await asyncio.sleep(0.01)
+    await settle()
     abandoned = runner.submit(1)
     abandoned.cancel()
     provider.gate.set()

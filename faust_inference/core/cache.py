@@ -32,12 +32,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from faust_inference.config import CacheSettings
 from faust_inference.core.runner import InferenceRunner, Outcome
 from faust_inference.exceptions import InvalidInput
 
 __all__ = ["CacheStore", "MemoryStore", "ResultCache", "cache_digest"]
+
+_STALE = object()
+"""A stored output that no longer fits the model's ``output_type``."""
 
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -138,6 +142,8 @@ class ResultCache:
         self._now = now
         model = runner.settings
         self._prefix = f"{model.name}|{model.version or ''}|{settings.namespace}|"
+        self._output_type = model.output_type
+        """Structured outputs are stored as JSON and validated back on a hit."""
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self._order: OrderedDict[str, int | None] = OrderedDict()
         """Stored keys, oldest write first, with their partition: the eviction order."""
@@ -175,13 +181,14 @@ class ResultCache:
         entry = self.store.get(key)
         if entry is not None:
             ttl = self.settings.ttl
-            if ttl is None or self._now() - entry["at"] < ttl:
+            output = self._restored(entry["output"])
+            if (ttl is None or self._now() - entry["at"] < ttl) and output is not _STALE:
                 self.hits += 1
                 hooks.on_cache(self.runner.settings, True)
                 done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
                 done.set_result(
                     Outcome(
-                        entry["output"],
+                        output,
                         self.runner.name,
                         entry.get("version"),
                         0.0,
@@ -252,7 +259,11 @@ class ResultCache:
         outcome = future.result()
         if outcome.fallback:
             return
-        entry = {"output": outcome.output, "version": outcome.version, "at": self._now()}
+        output = outcome.output
+        if isinstance(output, BaseModel):
+            # A table's changelog holds JSON; the hit validates it back.
+            output = output.model_dump(mode="json")
+        entry = {"output": output, "version": outcome.version, "at": self._now()}
         if partition is not None:
             entry["p"] = partition
         if self.store.put(key, entry, partition):
@@ -260,6 +271,16 @@ class ResultCache:
             order[key] = partition
             order.move_to_end(key)
             self._trim()
+
+    def _restored(self, stored: Any) -> Any:
+        """A stored output as the model returns it; :data:`_STALE` if it no longer validates."""
+        kind = self._output_type
+        if kind is None or isinstance(stored, kind):
+            return stored
+        try:
+            return kind.model_validate(stored)
+        except ValidationError:
+            return _STALE  # written under another output_type: a miss, not an error
 
     def _trim(self) -> None:
         bound = self.settings.max_entries

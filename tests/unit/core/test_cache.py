@@ -259,3 +259,47 @@ async def test_pipeline_dead_letters_an_uncacheable_input_and_goes_on():
     assert got == [2, 4]
     assert letters == [(1, "InvalidInput")]
     await cache.runner.aclose()
+
+
+class JsonStore(MemoryStore):
+    """Keeps what a table's changelog keeps: the entry encoded as JSON and decoded again."""
+
+    def put(self, key, entry, partition):
+        import orjson
+
+        self.data[key] = orjson.loads(orjson.dumps(entry))  # TypeError if not JSON
+        return True
+
+
+async def test_structured_outputs_are_stored_as_json_and_come_back_as_their_type():
+    from pydantic import BaseModel
+
+    class Ticket(BaseModel):
+        priority: int
+        team: str
+
+    class Renamed(BaseModel):
+        severity: int  # another output_type: old entries no longer fit
+
+    provider = FakeProvider(lambda x: Ticket(priority=x, team="billing"))
+    settings = ModelSettings(
+        name="m", provider="fake", batch_timeout=0.0, max_concurrency=8, output_type=Ticket
+    )
+    runner = InferenceRunner(provider, settings, clock=FakeClock())
+    store = JsonStore()
+    cache = ResultCache(runner, CacheSettings(), store, now=WallClock())
+    first = await cache.submit(3, partition=0)
+    second = await cache.submit(3, partition=0)
+    assert not first.cached and second.cached
+    assert second.output == Ticket(priority=3, team="billing")
+    assert [e["output"] for e in store.data.values()] == [{"priority": 3, "team": "billing"}]
+    await runner.aclose()
+
+    provider2 = FakeProvider(lambda x: Renamed(severity=x))
+    settings2 = settings.model_copy(update={"output_type": Renamed})
+    runner2 = InferenceRunner(provider2, settings2, clock=FakeClock())
+    cache2 = ResultCache(runner2, CacheSettings(), store, now=WallClock())
+    third = await cache2.submit(3, partition=0)
+    assert not third.cached and third.output == Renamed(severity=3)
+    assert provider2.batches == [[3]]
+    await runner2.aclose()

@@ -85,7 +85,7 @@ def infer(
         below ``@app.agent(...)``.
     """
     settings = model.settings
-    pending = max_pending or max(64, 2 * settings.max_concurrency * settings.batch_size)
+    pending = max_pending or max(64, 2 * settings.max_concurrency * model.runner.batch_size)
 
     def decorate(fun: AgentFun) -> AgentFun:
         is_async = inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)

@@ -9,7 +9,7 @@ are in flight.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -286,10 +286,17 @@ class ModelSettings(_Frozen):
     task: Task = "classification"
     max_concurrency: int = Field(16, ge=1, le=10_000)
     """Requests in flight at once, shared by every agent of the worker."""
-    batch_size: int = Field(1, ge=1, le=100_000)
-    """Events per request, for providers that take batches."""
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = "auto"
+    """Most events per request. ``"auto"`` (the default) batches where the protocol
+    does (the Open Inference Protocol, embeddings): it starts at 1 and doubles after
+    each full batch the server accepts, up to 64 (or the provider's limit), and a
+    server that rejects a batch its events pass alone gets the largest batch it
+    accepted (1 if none) from then on, logged once; no event fails for it. Other
+    providers (chat, text) send one event per request. An int is a fixed maximum;
+    1 turns batching off."""
     batch_timeout: float = Field(0.005, ge=0, le=60)
-    """Longest wait, in seconds, for a batch to fill before it is sent."""
+    """Longest wait, in seconds, for a batch to fill before it is sent; only while
+    events arrive closer together than this (at a trickle nothing waits)."""
     timeout: float = Field(10.0, gt=0, le=3600)
     """Per-request timeout in seconds, each attempt separately."""
     max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)

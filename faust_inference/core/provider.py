@@ -49,6 +49,10 @@ class Provider(Protocol):
     Attributes:
         max_batch_size: most inputs one request may carry; 1 for providers
             whose API takes one input per call, None for no limit.
+        batching: optional (False when absent): True when the protocol carries
+            many inputs per request as a matter of course (Open Inference
+            Protocol tensors, embeddings), so that ``batch_size="auto"``
+            batches; otherwise "auto" sends one input per request.
     """
 
     max_batch_size: int | None

@@ -10,6 +10,14 @@ batch at once. Under light load a batch waits at most ``batch_timeout`` for
 company, and only while inputs arrive closer together than that: at a
 trickle, waiting would add latency and bring no company. This adapts the
 batch size to the load without any tuning.
+
+With ``batch_size="auto"`` (the default) and a provider whose protocol
+batches (``provider.batching``), the most events per request starts at 1 and
+doubles after each full batch the server answered, up to
+:data:`AUTO_BATCH_LIMIT`. A server that rejects batches (a batch fails as if
+one input were bad, then every one of its events succeeds alone) gets the
+largest batch it accepted, 1 if none, from then on: its events were already
+resent alone, so none fails for it.
 """
 
 from __future__ import annotations
@@ -39,9 +47,12 @@ from faust_inference.exceptions import (
 )
 from faust_inference.results import Usage
 
-__all__ = ["InferenceRunner", "Outcome"]
+__all__ = ["AUTO_BATCH_LIMIT", "InferenceRunner", "Outcome"]
 
 logger = logging.getLogger(__name__)
+
+AUTO_BATCH_LIMIT = 64
+"""Most events per request that ``batch_size="auto"`` grows to (or the provider's limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +69,19 @@ class Outcome:
     cached: bool = False
 
 
+class _Split:
+    """A failed batch whose events are sent alone: did they all pass? (``batch_size="auto"``)."""
+
+    __slots__ = ("failed", "left", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.left = size
+        self.failed = False
+
+
 class _Pending:
-    __slots__ = ("future", "input", "patient", "prior_attempts", "solo")
+    __slots__ = ("future", "input", "patient", "prior_attempts", "solo", "split")
 
     def __init__(
         self,
@@ -68,6 +90,7 @@ class _Pending:
         solo: bool = False,
         prior_attempts: int = 0,
         patient: bool = True,
+        split: _Split | None = None,
     ) -> None:
         self.input = value
         self.future = future
@@ -76,6 +99,8 @@ class _Pending:
         self.prior_attempts = prior_attempts
         self.patient = patient
         """Waits through an outage (up to ``outage_budget``) instead of failing."""
+        self.split = split
+        """The failed batch it came from, while ``batch_size="auto"`` watches it."""
 
 
 # Errors that say the request itself is wrong. A batch that fails with one of
@@ -141,7 +166,17 @@ class InferenceRunner:
         self._clock: Clock = clock or LoopClock()
         self._policy = RetryPolicy(settings.retries, rng=rng)
         limit = provider.max_batch_size
-        self.batch_size = min(settings.batch_size, limit) if limit else settings.batch_size
+        wanted = settings.batch_size
+        self.auto = wanted == "auto" and limit != 1 and bool(getattr(provider, "batching", False))
+        """Whether the batch size adapts (``batch_size="auto"`` and a provider that batches)."""
+        if wanted == "auto":
+            wanted = AUTO_BATCH_LIMIT if self.auto else 1
+        self.batch_size = min(wanted, limit) if limit else wanted
+        """Most events one request carries."""
+        self.current_batch_size = 1 if self.auto else self.batch_size
+        """Most events the next request may carry: grows up to :attr:`batch_size` (auto)."""
+        self._accepted = 1
+        """Largest batch the server has answered (``batch_size="auto"``)."""
         self._queue: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -195,7 +230,7 @@ class InferenceRunner:
         self._last_arrival = now
         queue = self._queue
         queue.append(_Pending(value, future, patient=patient))
-        if len(queue) == 1 or len(queue) >= self.batch_size:
+        if len(queue) == 1 or len(queue) >= self.current_batch_size:
             assert self._wakeup is not None
             self._wakeup.set()
         return future
@@ -241,11 +276,12 @@ class InferenceRunner:
     async def _dispatch(self) -> None:
         assert self._wakeup is not None and self._slots is not None
         queue, wakeup, slots = self._queue, self._wakeup, self._slots
-        size, wait = self.batch_size, self.settings.batch_timeout
+        wait = self.settings.batch_timeout
         limiter, clock = self.limiter, self._clock
         loop = asyncio.get_running_loop()
         while True:
             await slots.acquire()
+            size = self.current_batch_size
             try:
                 while not queue:
                     wakeup.clear()
@@ -315,13 +351,23 @@ class InferenceRunner:
             if len(batch) > 1 and _maybe_one_bad_input(exc):
                 # One event may be at fault: send each alone, ahead of the queue,
                 # once: the batch already had its retries.
+                split = _Split(len(batch)) if self.auto else None
                 for pending in reversed(batch):
                     self._queue.appendleft(
-                        _Pending(pending.input, pending.future, True, exc.attempts, pending.patient)
+                        _Pending(
+                            pending.input,
+                            pending.future,
+                            True,
+                            exc.attempts,
+                            pending.patient,
+                            split,
+                        )
                     )
                 assert self._wakeup is not None
                 self._wakeup.set()
                 return
+            if batch[0].split is not None:
+                self._split_answered(batch[0].split, failed=True)
             await self._settle_failure(batch, exc)
             return
         except BaseException:
@@ -330,6 +376,8 @@ class InferenceRunner:
                 pending.future.cancel()
             raise
         self._slots.release()
+        if self.auto:
+            self._batch_answered(batch)
         version = self.settings.version or predictions.model_version
         usage = _share(predictions.usage, len(batch))
         for pending, output in zip(batch, predictions.outputs, strict=True):
@@ -337,6 +385,36 @@ class InferenceRunner:
                 pending.future.set_result(
                     Outcome(output, self.name, version, latency, attempts, usage=usage)
                 )
+
+    def _batch_answered(self, batch: list[_Pending]) -> None:
+        """``batch_size="auto"``: a full batch answered doubles the next one's size."""
+        n = len(batch)
+        if n > self._accepted:
+            self._accepted = n
+        if n >= self.current_batch_size and self.current_batch_size < self.batch_size:
+            self.current_batch_size = min(2 * self.current_batch_size, self.batch_size)
+        if batch[0].split is not None:
+            self._split_answered(batch[0].split, failed=False)
+
+    def _split_answered(self, split: _Split, *, failed: bool) -> None:
+        """One event of a split batch is answered; once all passed alone, the batch was refused."""
+        split.left -= 1
+        split.failed |= failed
+        if split.left or split.failed:
+            return
+        # Every event passed alone: the server refuses batches of that size,
+        # not these inputs. Keep to what it accepted, and stop growing.
+        fallback = self._accepted if self._accepted < split.size else 1
+        if fallback < self.batch_size:
+            self.batch_size = self.current_batch_size = fallback
+            logger.warning(
+                "model %r: the server refused a batch of %d events that each passed alone; "
+                "sending at most %d per request from now on (batch_size=\"auto\"; set "
+                "batch_size= to choose)",
+                self.name,
+                split.size,
+                fallback,
+            )
 
     async def _settle_failure(self, batch: list[_Pending], exc: InferenceError) -> None:
         """Resolve a failed batch through the fallback chain, or fail its futures."""

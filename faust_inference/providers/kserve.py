@@ -101,6 +101,8 @@ class KServeProvider:
     """Calls ``POST /v2/models/{name}[/versions/{version}]/infer``."""
 
     max_batch_size: int | None = None
+    batching = True
+    """Rows stack into one tensor: ``batch_size="auto"`` batches."""
 
     def __init__(
         self,

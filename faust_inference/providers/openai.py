@@ -85,6 +85,7 @@ class OpenAIProvider:
     ) -> None:
         self.embedding = settings.task == "embedding"
         self.max_batch_size: int | None = None if self.embedding else 1
+        self.batching = self.embedding  # batch_size="auto" batches embeddings
         self.model = settings.target
         self.options = options
         self.endpoint = endpoint

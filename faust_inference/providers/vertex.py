@@ -268,7 +268,8 @@ def create_gemini(settings: ModelSettings, transports: TransportPool) -> GoogleP
     model = settings.target.removeprefix("models/")
     mode: Mode
     if settings.task == "embedding":
-        mode = "batch_embed" if settings.batch_size > 1 else "embed"
+        batched = settings.batch_size != "auto" and settings.batch_size > 1
+        mode = "batch_embed" if batched else "embed"
         method = "batchEmbedContents" if mode == "batch_embed" else "embedContent"
     else:
         mode, method = "generate", "generateContent"

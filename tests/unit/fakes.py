@@ -101,9 +101,12 @@ class FakeProvider:
         max_batch_size: int | None = None,
         delay: float = 0.0,
         fail_on: Callable[[Sequence[Any]], BaseException | None] | None = None,
+        batching: bool = False,
     ) -> None:
         self.fn = fn
         self.max_batch_size = max_batch_size
+        self.batching = batching
+        """Whether ``batch_size="auto"`` batches (as the OIP and embeddings providers say)."""
         self.delay = delay
         self.fail_on = fail_on
         self.script: deque[BaseException] = deque()

@@ -14,7 +14,7 @@ from faust_inference import (
     RetriesExhausted,
     ServerError,
 )
-from faust_inference.core.runner import InferenceRunner
+from faust_inference.core.runner import AUTO_BATCH_LIMIT, InferenceRunner
 from tests.unit.fakes import FakeClock, FakeProvider, settle
 
 
@@ -353,4 +353,120 @@ async def test_a_missing_fallback_fails_the_call_instead_of_hanging():
     )
     with pytest.raises(ServerError):
         await asyncio.wait_for(runner.predict(1), 5)
+    await runner.aclose()
+
+
+# -- batch_size="auto" ---------------------------------------------------------------
+
+
+def sizes(provider):
+    return [len(b) for b in provider.batches]
+
+
+@pytest.mark.asyncio
+async def test_auto_batches_double_while_full_up_to_the_limit():
+    provider = FakeProvider(batching=True)
+    runner = make_runner(provider, max_concurrency=1)  # batch_size="auto", the default
+    assert runner.auto and runner.batch_size == AUTO_BATCH_LIMIT == 64
+    assert runner.current_batch_size == 1
+    outputs = await runner.predict_many(range(300))
+    assert outputs == [2 * i for i in range(300)]
+    assert sizes(provider) == [1, 2, 4, 8, 16, 32, 64, 64, 64, 45]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_auto_does_not_grow_on_batches_that_were_not_full():
+    provider = FakeProvider(batching=True)
+    runner = make_runner(provider, max_concurrency=1)
+    await runner.predict_many(range(3))  # 1, then 2 (full): may grow to 4
+    for i in range(3):  # one at a time: never full beyond 1
+        await runner.predict(i)
+    assert runner.current_batch_size == 4
+    assert sizes(provider) == [1, 2, 1, 1, 1]
+    await runner.aclose()
+
+
+@pytest.mark.parametrize(
+    ("provider", "settings", "expected"),
+    [
+        (FakeProvider(), {}, 1),  # a provider that does not say it batches: one per request
+        (FakeProvider(batching=True, max_batch_size=1), {}, 1),  # chat
+        (FakeProvider(batching=True, max_batch_size=8), {}, 8),  # the provider's limit
+        (FakeProvider(batching=True), {"batch_size": 16}, 16),  # an int is fixed, as before
+        (FakeProvider(batching=True), {"batch_size": 1}, 1),  # 1 turns batching off
+    ],
+)
+def test_auto_only_where_the_provider_batches_and_ints_stay_fixed(provider, settings, expected):
+    runner = make_runner(provider, **settings)
+    assert runner.batch_size == expected
+    assert runner.auto == (expected == 8)
+    assert runner.current_batch_size == (1 if runner.auto else expected)
+
+
+@pytest.mark.asyncio
+async def test_auto_falls_back_to_one_when_the_server_refuses_batches(caplog):
+    refuse = lambda inputs: ClientError("batch dimension must be 1", status=400) if len(  # noqa: E731
+        inputs
+    ) > 1 else None
+    provider = FakeProvider(batching=True, fail_on=refuse)
+    runner = make_runner(provider, max_concurrency=1)
+    with caplog.at_level("WARNING", logger="faust_inference.core.runner"):
+        outputs = await runner.predict_many(range(20))
+    assert outputs == [2 * i for i in range(20)]  # nothing failed
+    # [0] passed, [1, 2] was refused and sent again alone, then one per request.
+    assert sizes(provider) == [1, 2] + [1] * 19
+    assert runner.batch_size == runner.current_batch_size == 1
+    refusals = [r for r in caplog.records if "refused a batch of 2" in r.getMessage()]
+    assert len(refusals) == 1 and "at most 1 per request" in refusals[0].getMessage()
+    await runner.predict_many(range(5))
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1  # once
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_auto_keeps_the_largest_batch_the_server_accepted():
+    # A server with a batch limit of its own (Triton's max_batch_size: 4).
+    refuse = lambda inputs: ClientError("batch too large", status=400) if len(  # noqa: E731
+        inputs
+    ) > 4 else None
+    provider = FakeProvider(batching=True, fail_on=refuse)
+    runner = make_runner(provider, max_concurrency=1)
+    outputs = await runner.predict_many(range(40))
+    assert outputs == [2 * i for i in range(40)]
+    assert sizes(provider) == [1, 2, 4, 8] + [1] * 8 + [4] * 6 + [1]
+    assert runner.batch_size == 4
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_auto_falls_back_on_plain_500s_too_after_the_retries():
+    refuse = lambda inputs: ServerError("Internal Server Error", status=500) if len(  # noqa: E731
+        inputs
+    ) > 1 else None
+    provider = FakeProvider(batching=True, fail_on=refuse)
+    runner = make_runner(provider, max_concurrency=1, retries=1)
+    outputs = await runner.predict_many(range(6))
+    assert outputs == [2 * i for i in range(6)]
+    assert sizes(provider) == [1, 2, 2, 1, 1, 1, 1, 1]  # the batch's 2 attempts, then alone
+    assert runner.batch_size == 1
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_auto_keeps_batching_when_one_bad_input_failed_its_batch():
+    def reject_bad(inputs):
+        return ClientError("row 'bad' is invalid", status=400) if "bad" in inputs else None
+
+    provider = FakeProvider(fn=str.upper, fail_on=reject_bad, batching=True)
+    runner = make_runner(provider, max_concurrency=1)
+    values = ["a", "b", "bad", "c", "d", "e", "f", "g", "h", "i", "j"]
+    results = await asyncio.gather(*(runner.submit(v) for v in values), return_exceptions=True)
+    assert isinstance(results[2], ClientError)
+    assert [r.output for i, r in enumerate(results) if i != 2] == [
+        v.upper() for v in values if v != "bad"
+    ]
+    # [a], [b, bad] refused, b and bad alone (bad fails: its fault), then still growing.
+    assert sizes(provider) == [1, 2, 1, 1, 2, 4, 2]
+    assert runner.batch_size == AUTO_BATCH_LIMIT
     await runner.aclose()

@@ -210,6 +210,7 @@ class ControlClient:
         *,
         versions: tuple[str, ...],
         default: str,
+        expect_revision: int | None = None,
     ) -> RoutingState:
         """Apply ``change`` to ``model``'s latest state and write the result.
 
@@ -218,6 +219,10 @@ class ControlClient:
             change: what to do.
             versions: the versions registered in the app (what may be named).
             default: the default version when the model has no record yet.
+            expect_revision: write only if the latest state is this revision
+                (the rollout controller's decisions: a decision about a state
+                someone has changed since is dropped, and the latest state
+                returned unchanged).
 
         Raises:
             ConfigurationError: the change names an unknown version, or is
@@ -230,6 +235,15 @@ class ControlClient:
                 if raw is None
                 else RoutingState.model_validate(raw).with_versions(versions)
             )
+            if expect_revision is not None and state.revision != expect_revision:
+                logger.info(
+                    "model %r: %s dropped: decided on revision %d, the latest is %d",
+                    model,
+                    change.describe(),
+                    expect_revision,
+                    state.revision,
+                )
+                return state
             new = state.apply(change)
             await self.write(new)
         logger.info(

@@ -306,11 +306,21 @@ class Lifecycle:
             self._client = ControlClient.for_app(self.app)
         return self._client
 
-    async def change(self, model: str, change: Change) -> RoutingState:
-        """Write ``change`` of ``model`` to the control topic; every worker applies it."""
+    async def change(
+        self, model: str, change: Change, *, expect_revision: int | None = None
+    ) -> RoutingState:
+        """Write ``change`` of ``model`` to the control topic; every worker applies it.
+
+        ``expect_revision``: write only if the topic's latest state is still
+        that revision (see :meth:`ControlClient.change`).
+        """
         versions = self.model_versions(model)
         return await self.client.change(
-            model, change, versions=versions.names, default=versions.default
+            model,
+            change,
+            versions=versions.names,
+            default=versions.default,
+            expect_revision=expect_revision,
         )
 
     # -- figures -------------------------------------------------------------------
@@ -387,6 +397,12 @@ class Lifecycle:
             change = rollouts.next_change(state, decision, now=time.time())
             if change is None:
                 continue
+            # This worker's table may lag the topic (a change written by the
+            # CLI a moment ago, or this judge's own last decision): decide only
+            # on the latest revision, never on a rollout that has since changed.
+            written = await self.change(model, change, expect_revision=state.revision)
+            if not written.history or written.history[-1].at != change.at:
+                continue  # dropped (the client logged why)
             log = logger.warning if decision.action == "rollback" else logger.info
             log(
                 "model %r: rollout of %s: %s: %s",
@@ -395,7 +411,6 @@ class Lifecycle:
                 decision.action,
                 decision.reason,
             )
-            await self.change(model, change)
             self.refresh()
 
     def _metric(

@@ -6,6 +6,9 @@
 * CPU seconds and peak memory: of every process in the system's process group
   (Flink: the PyFlink driver and its JVM; Faust: the worker), read from
   ``/proc``. Memory is sampled a few times a second (RSS summed over the group).
+* Run-queue wait: the seconds the group's threads were ready to run but waited
+  for a core (``/proc/<pid>/task/<tid>/schedstat``), a diagnostic of a busy
+  machine: latency that no profile of the process itself can show.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["GroupMeter", "group_pids", "percentile", "proc_cpu_seconds", "proc_rss_bytes"]
+__all__ = [
+    "GroupMeter",
+    "group_pids",
+    "group_runqueue_wait",
+    "percentile",
+    "proc_cpu_seconds",
+    "proc_rss_bytes",
+    "schedstat_wait_seconds",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -50,6 +61,30 @@ def proc_cpu_seconds(stat: str) -> float:
 def proc_rss_bytes(statm: str) -> int:
     """Resident set size in bytes from the text of ``/proc/<pid>/statm``."""
     return int(statm.split()[1]) * _PAGE
+
+
+def schedstat_wait_seconds(schedstat: str) -> float:
+    """Seconds a thread waited on a run queue, from the text of its ``schedstat``.
+
+    The file holds three numbers: time on a CPU (ns), time waiting to run (ns),
+    and time slices run.
+    """
+    return int(schedstat.split()[1]) / 1e9
+
+
+def group_runqueue_wait(pgid: int, proc: Path = Path("/proc")) -> float:
+    """Run-queue wait in seconds, summed over every live thread of the group.
+
+    Threads that have exited are not counted: read it before and after a phase
+    of long-lived processes (both systems' threads live as long as they do).
+    """
+    total = 0.0
+    for pid in group_pids(pgid, proc):
+        for task in (proc / str(pid) / "task").glob("*"):
+            text = _read(task / "schedstat")
+            if text:
+                total += schedstat_wait_seconds(text)
+    return total
 
 
 def group_pids(pgid: int, proc: Path = Path("/proc")) -> list[int]:

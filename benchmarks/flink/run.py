@@ -95,7 +95,7 @@ sys.path.insert(0, str(REPO))
 import orjson  # noqa: E402 (after the re-exec)
 
 from benchmarks.flink import install, report  # noqa: E402 (after the re-exec)
-from benchmarks.flink.measure import GroupMeter, percentile  # noqa: E402 (after the re-exec)
+from benchmarks.flink.measure import GroupMeter, group_runqueue_wait, percentile  # noqa: E402 (after the re-exec)
 from benchmarks.flink.systems import FlinkJob, Profiler, faust_worker  # noqa: E402 (after the re-exec)
 from benchmarks.flink.traffic import OutputReader, Producer, endpoint_stats  # noqa: E402 (after the re-exec)
 from benchmarks.support import fake_endpoint, rate, unique  # noqa: E402 (after the re-exec)
@@ -145,15 +145,23 @@ class Side:
     log: Path
     events_per_s: float = 0.0
     cpu_s: float = 0.0
+    paced_cpu_s: float = 0.0
+    paced_wait_s: float = 0.0  # run-queue wait of its threads in the paced phase
 
 
 class Bench:
     """One broker and the installed Flink side; runs one setting for the chosen systems."""
 
     def __init__(
-        self, kafka: KafkaBroker, plan: Plan, workdir: Path, profile: Path | None = None
+        self,
+        kafka: KafkaBroker,
+        plan: Plan,
+        workdir: Path,
+        profile: Path | None = None,
+        flink_parallelism: int = 1,
     ) -> None:
         self.kafka, self.plan, self.workdir, self.profile = kafka, plan, workdir, profile
+        self.flink_parallelism = flink_parallelism
         self.venv, self.jars = install.ensure_venv(), install.ensure_jars()
 
     def run(
@@ -173,6 +181,15 @@ class Bench:
             out = asyncio.run(self._measure(s, sides, paced_rate, profiler))
         latencies, stages, pace, complete = out
         self._record(s, latencies, stages)
+        print(
+            "    paced phase, CPU s / run-queue wait s (per CPU s): "
+            + "; ".join(
+                f"{side.system} {side.paced_cpu_s:.1f} / {side.paced_wait_s:.1f} "
+                f"({side.paced_wait_s / max(side.paced_cpu_s, 1e-9):.2f})"
+                for side in sides
+            ),
+            flush=True,
+        )
         rows = []
         for side in sides:
             stats = endpoint_stats(side.url)
@@ -233,7 +250,14 @@ class Bench:
         }
         if system == "flink":
             log = self.workdir / f"{name}.log"
-            job = FlinkJob(self.venv, self.jars, log, bootstrap=self.kafka.bootstrap, **work)
+            job = FlinkJob(
+                self.venv,
+                self.jars,
+                log,
+                bootstrap=self.kafka.bootstrap,
+                parallelism=self.flink_parallelism,
+                **work,
+            )
             stack.callback(job.stop)
             pgid = job.start().pgid
         else:
@@ -291,8 +315,10 @@ class Bench:
             flink = next((side for side in sides if side.system == "flink"), sides[0])
             pace = paced_rate or flink.events_per_s * PACED_FRACTION
             paced = range(burst.stop, burst.stop + plan.paced_events)
+            wait_before = {}
             for side in sides:
                 cpu_before[side.system] = side.meter.cpu_seconds()
+                wait_before[side.system] = group_runqueue_wait(side.pgid)
             await producer.paced(topics, paced, pace)
             latencies, stages = {}, {}
             for side in sides:
@@ -300,7 +326,9 @@ class Bench:
                 # Bounded: the paced events left over len/pace seconds already.
                 complete[side.system] &= await reader.wait_for(paced, timeout=30)
                 complete[side.system] &= reader.bad == 0
-                side.cpu_s += side.meter.cpu_seconds() - cpu_before[side.system]
+                side.paced_cpu_s = side.meter.cpu_seconds() - cpu_before[side.system]
+                side.paced_wait_s = group_runqueue_wait(side.pgid) - wait_before[side.system]
+                side.cpu_s += side.paced_cpu_s
                 latencies[side.system] = reader.latencies(paced)
                 stages[side.system] = reader.stage_latencies(paced)
             return latencies, stages, pace, complete
@@ -362,7 +390,7 @@ def run_once(args: argparse.Namespace, chosen: list[Setting], plan: Plan, n: int
     started, load_before = time.monotonic(), report.uptime()
     rows: list[report.Measured] = []
     with KafkaBroker() as kafka, contextlib.ExitStack() as endpoints:
-        bench = Bench(kafka, plan, workdir, args.profile)
+        bench = Bench(kafka, plan, workdir, args.profile, args.flink_parallelism)
         print(f"run {n}: Kafka {kafka.version}; logs in {workdir}; {load_before}", flush=True)
         for latency in sorted({s.latency for s in chosen}):
             # One endpoint per system, so that each one's counters are its own.
@@ -404,6 +432,12 @@ def main() -> int:
     )
     parser.add_argument("--only", choices=SYSTEMS, help="run one system only")
     parser.add_argument(
+        "--flink-parallelism",
+        type=int,
+        default=1,
+        help="Flink's parallelism (default 1; 4 shows that its 5 requests in flight stay 5)",
+    )
+    parser.add_argument(
         "--paced-rate",
         type=float,
         help="events/s of the latency phase (default: half Flink's burst rate, "
@@ -437,7 +471,8 @@ def main() -> int:
                 f"after `{r.load_after}`"
                 for n, r in enumerate(repeats, 1)
             ),
-            f"Flink 2.3.0 (flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), parallelism 1; "
+            f"Flink 2.3.0 (flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), "
+            f"parallelism {args.flink_parallelism}; "
             f"events per setting and run: {plan.warmup} warm-up, a burst of "
             f"{plan.burst(0.02)} (20 ms) or {plan.burst(0.1)} (100 ms) to each system alone, "
             f"then {plan.paced_events} paced at {PACED_FRACTION:g} x Flink's burst rate to both "
@@ -450,7 +485,8 @@ def main() -> int:
         ]
     )
     print("\n" + text)
-    if not (args.smoke or args.no_write or args.only or args.setting or args.profile):
+    partial = args.only or args.setting or args.profile or args.flink_parallelism != 1
+    if not (args.smoke or args.no_write or partial):
         label = f" ({args.label})" if args.label else ""
         title = f"## Flink SQL ML_PREDICT vs faust-inference, {len(runs)} runs{label}"
         with RESULTS.open("a") as out:

@@ -14,9 +14,11 @@ import pytest
 from benchmarks.flink.measure import (
     GroupMeter,
     group_pids,
+    group_runqueue_wait,
     percentile,
     proc_cpu_seconds,
     proc_rss_bytes,
+    schedstat_wait_seconds,
 )
 from benchmarks.flink.report import (
     Measured,
@@ -190,3 +192,15 @@ def test_stage_latencies_split_a_result_into_before_inference_and_after() -> Non
     assert stages["inference"] == pytest.approx([0.020, 0.030])
     assert stages["after"] == pytest.approx([0.010, 0.010])
     assert reader.latencies(range(1, 4)) == pytest.approx([0.050, 0.070, 0.1])
+
+
+def test_runqueue_wait_sums_every_thread_of_the_group(tmp_path: Path) -> None:
+    assert schedstat_wait_seconds("5000000 2500000000 17\n") == pytest.approx(2.5)
+    for pid, pgrp, waits in ((10, 10, (1.0, 0.5)), (12, 99, (9.0,))):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(_stat(pid, "p", pgrp, 0, 0))
+        for tid, wait in enumerate(waits, pid):
+            task = tmp_path / str(pid) / "task" / str(tid)
+            task.mkdir(parents=True)
+            (task / "schedstat").write_text(f"1 {int(wait * 1e9)} 3\n")
+    assert group_runqueue_wait(10, tmp_path) == pytest.approx(1.5)

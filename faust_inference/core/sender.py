@@ -199,8 +199,12 @@ class Sender:
             # An input the provider refused to encode was never sent.
             never_sent = isinstance(error, InvalidInput)
             error.attempts = attempt - 1 if never_sent else attempt
+            # A plain 500 on a batch is ambiguous (one bad row, or a server that
+            # refuses batches): the runner splits the batch, and what fails
+            # alone tells the breaker whether the server is down.
+            ambiguous = size > 1 and _plain_500(error)
             if breaker is not None:
-                if not never_sent:
+                if not (never_sent or ambiguous):
                     breaker.record(failed=is_outage(error))
                 elif probe:
                     breaker.release()
@@ -215,6 +219,7 @@ class Sender:
                 and budget != 0
                 and isinstance(error, ProviderError)
                 and is_outage(error)
+                and not ambiguous
                 else None
             )
             held = (

@@ -470,3 +470,24 @@ async def test_auto_keeps_batching_when_one_bad_input_failed_its_batch():
     assert sizes(provider) == [1, 2, 1, 1, 2, 4, 2]
     assert runner.batch_size == AUTO_BATCH_LIMIT
     await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_auto_fallback_on_plain_500s_does_not_wait_for_the_circuit_breaker():
+    # The default registration: breaker on, 16 in flight. A server answering
+    # 500 to every batch is not down: its events pass alone at once.
+    refuse = lambda inputs: ServerError("Internal Server Error", status=500) if len(  # noqa: E731
+        inputs
+    ) > 1 else None
+    clock = FakeClock()
+    provider = FakeProvider(batching=True, fail_on=refuse)
+    runner = make_runner(provider, clock, circuit_breaker=True)
+    events = await asyncio.wait_for(asyncio.gather(*(runner.submit(i) for i in range(100))), 5)
+    assert [e.output for e in events] == [2 * i for i in range(100)]
+    calls = await asyncio.wait_for(runner.predict_many(range(100)), 5)  # impatient callers too
+    assert calls == [2 * i for i in range(100)]
+    assert runner.batch_size == 1
+    # The refused batches' backoff only (the fake clock adds concurrent sleeps
+    # up), never the breaker's outage (outage_budget: 300 s).
+    assert clock.now < 30
+    await runner.aclose()

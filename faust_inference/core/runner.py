@@ -186,7 +186,7 @@ class InferenceRunner:
         self._last_arrival: float | None = None
         self._arrival_gap = 0.0
         self._gap_known = False
-        """Recent mean time between two submitted inputs (EWMA), in loop seconds."""
+        """Recent mean time between two submitted inputs (EWMA), in clock seconds."""
         self.in_flight = 0
         """Requests being sent or awaiting an answer right now."""
         self._sender = Sender(
@@ -281,11 +281,11 @@ class InferenceRunner:
         loop = asyncio.get_running_loop()
         while True:
             await slots.acquire()
-            size = self.current_batch_size
             try:
                 while not queue:
                     wakeup.clear()
                     await wakeup.wait()
+                size = self.current_batch_size  # grows as batches are answered (auto)
                 if (
                     len(queue) < size
                     and wait > 0

@@ -45,11 +45,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--model", default="{}",
-                        help="extra registration keywords (JSON) for both models")
+    parser.add_argument(
+        "--model", default="{}", help="extra registration keywords (JSON) for both models"
+    )
     parser.add_argument("--modes", default="kserve,embeddings")
-    parser.add_argument("--before", action="store_true",
-                        help="also run each provider with batch_size=1 (mode@1)")
+    parser.add_argument(
+        "--before", action="store_true", help="also run each provider with batch_size=1 (mode@1)"
+    )
     args = parser.parse_args()
     json.loads(args.model)  # fail early on a typo
     modes = args.modes.split(",")
@@ -57,46 +59,70 @@ def main() -> None:
         modes += [f"{m}@1" for m in modes]
     workdir = Path(tempfile.mkdtemp(prefix="bench-defaults-"))
     with KafkaBroker() as kafka, fake_endpoint(args.latency) as url:
-        print(f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} with "
-              f"{args.latency * 1000:g} ms; model {args.model}; logs in {workdir}", flush=True)
+        print(
+            f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} with "
+            f"{args.latency * 1000:g} ms; model {args.model}; logs in {workdir}",
+            flush=True,
+        )
         env = {"BENCH_MODEL_URL": url, "BENCH_MODEL": args.model}
         # Warm the broker's JIT and the page cache: the first runs are slower.
         through_kafka(kafka, APP, "bare", args.events, workdir, env)
         capacity = {
             "kserve": [asyncio.run(raw_capacity(url, args.events, IN_FLIGHT))],
-            "embeddings": [asyncio.run(raw_capacity(url, args.events, IN_FLIGHT,
-                                                    "/v1/embeddings", EMBED_BODY))],
+            "embeddings": [
+                asyncio.run(raw_capacity(url, args.events, IN_FLIGHT, "/v1/embeddings", EMBED_BODY))
+            ],
         }
         runs: dict[str, list[float]] = {m: [] for m in ("bare", *modes)}
         for i in range(args.repeat):
             for mode in runs:
                 provider, _, fixed = mode.partition("@")
                 model = {**json.loads(args.model), **({"batch_size": int(fixed)} if fixed else {})}
-                runs[mode].append(through_kafka(kafka, APP, provider, args.events, workdir,
-                                                {**env, "BENCH_MODEL": json.dumps(model)}))
+                runs[mode].append(
+                    through_kafka(
+                        kafka,
+                        APP,
+                        provider,
+                        args.events,
+                        workdir,
+                        {**env, "BENCH_MODEL": json.dumps(model)},
+                    )
+                )
             capacity["kserve"].append(asyncio.run(raw_capacity(url, args.events, IN_FLIGHT)))
-            capacity["embeddings"].append(asyncio.run(raw_capacity(
-                url, args.events, IN_FLIGHT, "/v1/embeddings", EMBED_BODY)))
-            print(f"  run {i + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items())
-                  + ", raw " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in capacity.items()),
-                  flush=True)
+            capacity["embeddings"].append(
+                asyncio.run(raw_capacity(url, args.events, IN_FLIGHT, "/v1/embeddings", EMBED_BODY))
+            )
+            print(
+                f"  run {i + 1}: "
+                + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items())
+                + ", raw "
+                + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in capacity.items()),
+                flush=True,
+            )
     d = statistics.median(runs["bare"])
     print()
-    print(f"| provider | c: endpoint raw, {IN_FLIGHT} in flight (req/s) | d: bare Faust agent "
-          f"(events/s) | limit min(c, d) | events/s | / limit (per round: median, min-max) |")
+    print(
+        f"| provider | c: endpoint raw, {IN_FLIGHT} in flight (req/s) | d: bare Faust agent "
+        f"(events/s) | limit min(c, d) | events/s | / limit (per round: median, min-max) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for mode in modes:
         raw = capacity[mode.partition("@")[0]]
         c = statistics.median(raw)
         limit = min(c, d)
         # Each run against the limit measured in the same round (same load on the box).
-        ratios = [v / min(c_i, d_i) for v, c_i, d_i in
-                  zip(runs[mode], raw[1:], runs["bare"], strict=True)]
-        print(f"| {mode} | {spread(raw)} | {spread(runs['bare'])} | {limit:,.0f} | "
-              f"{spread(runs[mode])} | {statistics.median(ratios):.2f} "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) |")
-    print(f"\n{args.events} events per run, {args.repeat} runs, medians (min-max); "
-          "rates over the middle 80% of outputs (broker timestamps).")
+        ratios = [
+            v / min(c_i, d_i) for v, c_i, d_i in zip(runs[mode], raw[1:], runs["bare"], strict=True)
+        ]
+        print(
+            f"| {mode} | {spread(raw)} | {spread(runs['bare'])} | {limit:,.0f} | "
+            f"{spread(runs[mode])} | {statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) |"
+        )
+    print(
+        f"\n{args.events} events per run, {args.repeat} runs, medians (min-max); "
+        "rates over the middle 80% of outputs (broker timestamps)."
+    )
 
 
 if __name__ == "__main__":

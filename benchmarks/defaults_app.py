@@ -39,12 +39,20 @@ if MODE == "kserve":
         return event["x"]
 
 elif MODE == "embeddings":
-    model = app.model("bench", provider="openai", task="embedding", endpoint=f"{URL}/v1",
-                      remote_name="fake-model", max_concurrency=50, **EXTRA)
+    model = app.model(
+        "bench",
+        provider="openai",
+        task="embedding",
+        endpoint=f"{URL}/v1",
+        remote_name="fake-model",
+        max_concurrency=50,
+        **EXTRA,
+    )
 
     @model.preprocess
     def text(event: dict[str, object]) -> object:
         return f"event {event['id']}: {event['x']}"
+
 
 if MODE == "bare":
 

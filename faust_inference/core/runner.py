@@ -409,7 +409,7 @@ class InferenceRunner:
             self.batch_size = self.current_batch_size = fallback
             logger.warning(
                 "model %r: the server refused a batch of %d events that each passed alone; "
-                "sending at most %d per request from now on (batch_size=\"auto\"; set "
+                'sending at most %d per request from now on (batch_size="auto"; set '
                 "batch_size= to choose)",
                 self.name,
                 split.size,

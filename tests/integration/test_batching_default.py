@@ -35,13 +35,16 @@ async def test_a_default_registration_batches_against_mlserver_and_loses_nothing
     requests = RequestSizes("fraud")
     registry.hooks.add(requests)
     model = registry.register(
-        "fraud", provider="kserve", endpoint=mlserver.url, input_name="features",
+        "fraud",
+        provider="kserve",
+        endpoint=mlserver.url,
+        input_name="features",
         max_concurrency=8,
     )
     assert model.settings.batch_size == "auto"
     rows, _ = make_transactions(400, seed=11)
     # Events arrive in bursts, as a stream's do.
-    chunks = [rows[i:i + 100] for i in range(0, 400, 100)]
+    chunks = [rows[i : i + 100] for i in range(0, 400, 100)]
     outputs = [p for chunk in chunks for p in await model.predict_many(chunk)]
     assert len(outputs) == 400
     assert all(len(p) == 2 and math.isclose(sum(p), 1.0, abs_tol=1e-9) for p in outputs)
@@ -50,8 +53,14 @@ async def test_a_default_registration_batches_against_mlserver_and_loses_nothing
     assert len(requests.sizes) <= 400 / 8 and max(requests.sizes) >= 32
     assert requests.sizes[0] == 1  # it starts alone, then grows
     # Batching does not change the answers.
-    single = registry.register("fraud-single", provider="kserve", endpoint=mlserver.url,
-                               remote_name="fraud", input_name="features", batch_size=1)
+    single = registry.register(
+        "fraud-single",
+        provider="kserve",
+        endpoint=mlserver.url,
+        remote_name="fraud",
+        input_name="features",
+        batch_size=1,
+    )
     for i in (0, 123, 399):
         assert await single.predict(rows[i]) == pytest.approx(outputs[i], abs=1e-12)
 
@@ -63,8 +72,9 @@ async def test_a_server_that_refuses_batches_still_answers_every_event(registry,
     from devtools.fake_endpoint.server import FakeEndpoint
 
     async with FakeEndpoint(latency=0.005, max_batch=1) as ep:
-        model = registry.register("strict", provider="kserve", endpoint=ep.url,
-                                  max_concurrency=4, circuit_breaker=False)
+        model = registry.register(
+            "strict", provider="kserve", endpoint=ep.url, max_concurrency=4, circuit_breaker=False
+        )
         rows = [[(i % 7) / 10, -(i % 5) / 10, i / 100] for i in range(120)]
         with caplog.at_level(logging.WARNING, logger="faust_inference.core.runner"):
             results = await asyncio.gather(

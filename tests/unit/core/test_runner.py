@@ -363,6 +363,11 @@ def sizes(provider):
     return [len(b) for b in provider.batches]
 
 
+def refuse_batches_over(n, error, message, status):
+    """A server that answers ``error(message, status)`` to any request of more than ``n`` inputs."""
+    return lambda inputs: error(message, status=status) if len(inputs) > n else None
+
+
 @pytest.mark.asyncio
 async def test_auto_batches_double_while_full_up_to_the_limit():
     provider = FakeProvider(batching=True)
@@ -406,9 +411,7 @@ def test_auto_only_where_the_provider_batches_and_ints_stay_fixed(provider, sett
 
 @pytest.mark.asyncio
 async def test_auto_falls_back_to_one_when_the_server_refuses_batches(caplog):
-    refuse = lambda inputs: ClientError("batch dimension must be 1", status=400) if len(  # noqa: E731
-        inputs
-    ) > 1 else None
+    refuse = refuse_batches_over(1, ClientError, "batch dimension must be 1", 400)
     provider = FakeProvider(batching=True, fail_on=refuse)
     runner = make_runner(provider, max_concurrency=1)
     with caplog.at_level("WARNING", logger="faust_inference.core.runner"):
@@ -427,9 +430,7 @@ async def test_auto_falls_back_to_one_when_the_server_refuses_batches(caplog):
 @pytest.mark.asyncio
 async def test_auto_keeps_the_largest_batch_the_server_accepted():
     # A server with a batch limit of its own (Triton's max_batch_size: 4).
-    refuse = lambda inputs: ClientError("batch too large", status=400) if len(  # noqa: E731
-        inputs
-    ) > 4 else None
+    refuse = refuse_batches_over(4, ClientError, "batch too large", 400)
     provider = FakeProvider(batching=True, fail_on=refuse)
     runner = make_runner(provider, max_concurrency=1)
     outputs = await runner.predict_many(range(40))
@@ -441,9 +442,7 @@ async def test_auto_keeps_the_largest_batch_the_server_accepted():
 
 @pytest.mark.asyncio
 async def test_auto_falls_back_on_plain_500s_too_after_the_retries():
-    refuse = lambda inputs: ServerError("Internal Server Error", status=500) if len(  # noqa: E731
-        inputs
-    ) > 1 else None
+    refuse = refuse_batches_over(1, ServerError, "Internal Server Error", 500)
     provider = FakeProvider(batching=True, fail_on=refuse)
     runner = make_runner(provider, max_concurrency=1, retries=1)
     outputs = await runner.predict_many(range(6))
@@ -476,9 +475,7 @@ async def test_auto_keeps_batching_when_one_bad_input_failed_its_batch():
 async def test_auto_fallback_on_plain_500s_does_not_wait_for_the_circuit_breaker():
     # The default registration: breaker on, 16 in flight. A server answering
     # 500 to every batch is not down: its events pass alone at once.
-    refuse = lambda inputs: ServerError("Internal Server Error", status=500) if len(  # noqa: E731
-        inputs
-    ) > 1 else None
+    refuse = refuse_batches_over(1, ServerError, "Internal Server Error", 500)
     clock = FakeClock()
     provider = FakeProvider(batching=True, fail_on=refuse)
     runner = make_runner(provider, clock, circuit_breaker=True)

@@ -42,8 +42,13 @@ async def produce(
         for i in range(count):
             shopper = rng.choices(crowd, activity)[0]
             item_id, action = next_event(shopper, rng)
-            event = {"id": click_id(seed, i), "user_id": shopper.id, "item_id": item_id,
-                     "action": action, "ts": time.time()}
+            event = {
+                "id": click_id(seed, i),
+                "user_id": shopper.id,
+                "item_id": item_id,
+                "action": action,
+                "ts": time.time(),
+            }
             await kafka.send(topic, key=shopper.id.encode(), value=orjson.dumps(event))
             sent[shopper.id] = sent.get(shopper.id, 0) + 1
             if rate > 0:  # keep to the schedule: event i leaves at i / rate
@@ -66,8 +71,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     crowd = make_shoppers(args.shoppers, seed=args.seed)
-    sent = asyncio.run(produce(args.bootstrap, args.count, args.rate, shoppers=crowd,
-                               seed=args.seed))
+    sent = asyncio.run(
+        produce(args.bootstrap, args.count, args.rate, shoppers=crowd, seed=args.seed)
+    )
     print(f"sent {sum(sent.values())} events from {len(sent)} shoppers")
 
 

@@ -40,8 +40,13 @@ def topics(app_id: str = "personalization") -> list[str]:
     A changelog that Faust declares itself may be missing from the worker's metadata
     at its first write, which crashes the agent (``PartitionsMismatch``).
     """
-    return ["clicks", "rank-requests", "suggestions", "rank-requests.dlq",
-            f"{app_id}-shopper-profiles-changelog"]
+    return [
+        "clicks",
+        "rank-requests",
+        "suggestions",
+        "rank-requests.dlq",
+        f"{app_id}-shopper-profiles-changelog",
+    ]
 
 
 def prepare_ranker(models: Path = CACHE_DIR / "example-models" / "personalization") -> Path:
@@ -83,8 +88,11 @@ class Run:
 async def watch(bootstrap: str, run: Run, ids: set[str], deadline: float) -> None:
     """Print suggestions until every event id has them (or a dead letter)."""
     consumer = AIOKafkaConsumer(
-        "suggestions", "rank-requests.dlq", bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest", group_id=None,
+        "suggestions",
+        "rank-requests.dlq",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
     )
     await consumer.start()
     try:
@@ -99,14 +107,17 @@ async def watch(bootstrap: str, run: Run, ids: set[str], deadline: float) -> Non
                     run.suggestions.append(value)
                     after = value["after"]
                     items = "  ".join(f"{i['item_id']} {i['score']:.2f}" for i in value["items"])
-                    print(f"  {value['user_id']}  {after['action']:>11} {after['item_id']:<14}"
-                          f" -> {items}")
+                    print(
+                        f"  {value['user_id']}  {after['action']:>11} {after['item_id']:<14}"
+                        f" -> {items}"
+                    )
     finally:
         await consumer.stop()
 
 
-async def scenario(kafka: KafkaBroker, shoppers: list[Shopper], count: int, rate: float,
-                   timeout: float) -> Run:
+async def scenario(
+    kafka: KafkaBroker, shoppers: list[Shopper], count: int, rate: float, timeout: float
+) -> Run:
     """Send events and show suggestions at the same time; then compare with the tastes."""
     ids = {click_id(SEED, i) for i in range(count)}
     run = Run(sent={})
@@ -116,15 +127,21 @@ async def scenario(kafka: KafkaBroker, shoppers: list[Shopper], count: int, rate
         watch(kafka.bootstrap, run, ids, time.monotonic() + timeout),
     )
     latest = latest_suggestions(run.suggestions)
-    say(f"{len(run.answered() & ids)}/{count} events answered ({len(run.dead)} dead letters); "
-        "the busiest shoppers' hidden favourites and their last suggestions:")
+    say(
+        f"{len(run.answered() & ids)}/{count} events answered ({len(run.dead)} dead letters); "
+        "the busiest shoppers' hidden favourites and their last suggestions:"
+    )
     for shopper in sorted(shoppers, key=lambda s: -run.sent.get(s.id, 0))[:6]:
-        print(f"  {shopper.id}  {run.sent.get(shopper.id, 0):3d} events  likes "
-              f"{'+'.join(shopper.favourites(2)):<20}  suggested {latest.get(shopper.id)}")
+        print(
+            f"  {shopper.id}  {run.sent.get(shopper.id, 0):3d} events  likes "
+            f"{'+'.join(shopper.favourites(2)):<20}  suggested {latest.get(shopper.id)}"
+        )
     active = [s for s in shoppers if run.sent.get(s.id, 0) >= 5]
-    say(f"top suggestion in a hidden favourite category for "
+    say(
+        f"top suggestion in a hidden favourite category for "
         f"{taste_match(active, latest):.0%} of the {len(active)} shoppers with 5+ events "
-        "(a random category: 25%)")
+        "(a random category: 25%)"
+    )
     return run
 
 
@@ -138,8 +155,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=60.0, help="events per second")
     parser.add_argument("--shoppers", type=int, default=30)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
-    parser.add_argument("--prepare-only", action="store_true",
-                        help="install and train what is missing, print the model folder, stop")
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="install and train what is missing, print the model folder, stop",
+    )
     args = parser.parse_args()
     if args.prepare_only:
         print(f"MODELS={prepare_ranker()}")
@@ -156,8 +176,11 @@ def main() -> int:
         return 0 if len(done.suggestions) == args.count else 1
 
     return run_example(
-        "examples.personalization.app", prepare_ranker(), topics(),
-        lambda kafka, model: {"KAFKA_BROKER": kafka, "SHOP_MODEL_URL": model}, run,
+        "examples.personalization.app",
+        prepare_ranker(),
+        topics(),
+        lambda kafka, model: {"KAFKA_BROKER": kafka, "SHOP_MODEL_URL": model},
+        run,
     )
 
 

@@ -131,9 +131,7 @@ def window_features(stats: dict[str, Any]) -> list[float]:
     """The model's input for a closed window, in ``FEATURES`` order."""
     n = stats["n"]
     means = [s / n for s in stats["sum"]]
-    stds = [
-        math.sqrt(max(0.0, q / n - m * m)) for q, m in zip(stats["sumsq"], means, strict=True)
-    ]
+    stds = [math.sqrt(max(0.0, q / n - m * m)) for q, m in zip(stats["sumsq"], means, strict=True)]
     return [
         means[0], stds[0],
         means[1], stds[1], stats["vibration_max"],

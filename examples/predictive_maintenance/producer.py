@@ -26,8 +26,9 @@ from examples.predictive_maintenance.plant import Pump, make_pumps, reading, win
 __all__ = ["add_replay_arguments", "produce", "run_pumps"]
 
 
-def run_pumps(n: int, faulty: tuple[int, ...] | str, minutes: float, seed: int = 7,
-              fault_at: float = 0.35) -> list[Pump]:
+def run_pumps(
+    n: int, faulty: tuple[int, ...] | str, minutes: float, seed: int = 7, fault_at: float = 0.35
+) -> list[Pump]:
     """The pumps of a run of ``minutes``; those in ``faulty`` fail from ``fault_at`` of it.
 
     ``faulty`` may be given as on the command line: ``"2,5"``.
@@ -58,8 +59,9 @@ async def produce(
                 await kafka.send(
                     topic,
                     key=pump.id.encode(),
-                    value=orjson.dumps({"pump_id": pump.id, "ts": start + t,
-                                        **reading(pump, t, rng)}),
+                    value=orjson.dumps(
+                        {"pump_id": pump.id, "ts": start + t, **reading(pump, t, rng)}
+                    ),
                     timestamp_ms=int((start + t) * 1000),  # the window's clock
                 )
             await asyncio.sleep(max(0.0, began + t / speed - time.monotonic()))
@@ -82,10 +84,13 @@ def main() -> None:
     add_replay_arguments(parser)
     args = parser.parse_args()
     pumps = run_pumps(args.pumps, args.faulty, args.minutes)
-    asyncio.run(produce(args.bootstrap, pumps, args.minutes, interval=args.interval,
-                        speed=args.speed))
-    print(f"sent {args.minutes:g} simulated minutes of {len(pumps)} pumps "
-          f"({', '.join(p.id for p in pumps if p.faulty) or 'none'} failing)")
+    asyncio.run(
+        produce(args.bootstrap, pumps, args.minutes, interval=args.interval, speed=args.speed)
+    )
+    print(
+        f"sent {args.minutes:g} simulated minutes of {len(pumps)} pumps "
+        f"({', '.join(p.id for p in pumps if p.faulty) or 'none'} failing)"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,14 @@ def topics(app_id: str = "predictive-maintenance") -> list[str]:
     (``PartitionsMismatch ... has 0 partitions``, seen here with Kafka 3.9).
     """
     tables = ("sensor-windows", "open-window", "anomaly-streaks")
-    return ["sensor-readings", "pump-windows", "pump-health", "maintenance-alerts",
-            "pump-windows.dlq", *(f"{app_id}-{t}-changelog" for t in tables)]
+    return [
+        "sensor-readings",
+        "pump-windows",
+        "pump-health",
+        "maintenance-alerts",
+        "pump-windows.dlq",
+        *(f"{app_id}-{t}-changelog" for t in tables),
+    ]
 
 
 def prepare_detector(models: Path = CACHE_DIR / "example-models" / "maintenance") -> Path:
@@ -75,16 +81,17 @@ class Run:
     dead: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def alerts_done(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer,
-                      group: str) -> bool:
+async def alerts_done(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str) -> bool:
     """Whether the app's group has committed ``pump-health`` to its end.
 
     The ``alert`` agent reads ``pump-health``; Faust flushes the producer before each
     commit, so once the group's offsets reach the topic's end, every alert is out.
     """
     ends = await consumer.end_offsets(
-        [TopicPartition("pump-health", p) for p in consumer.partitions_for_topic("pump-health")
-         or ()]
+        [
+            TopicPartition("pump-health", p)
+            for p in consumer.partitions_for_topic("pump-health") or ()
+        ]
     )
     committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
     return bool(ends) and all(
@@ -95,8 +102,12 @@ async def alerts_done(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer,
 async def watch(bootstrap: str, run: Run, expected: int, deadline: float, group: str) -> None:
     """Print alerts until ``expected`` windows have a verdict and every alert is out."""
     consumer = AIOKafkaConsumer(
-        "pump-health", "maintenance-alerts", "pump-windows.dlq",
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+        "pump-health",
+        "maintenance-alerts",
+        "pump-windows.dlq",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
     )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await consumer.start()
@@ -109,9 +120,11 @@ async def watch(bootstrap: str, run: Run, expected: int, deadline: float, group:
                         run.verdicts.append(value)
                     elif tp.topic == "maintenance-alerts":
                         run.alerts.append(value)
-                        print(f"  ALERT  {value['pump_id']}: {value['reason']}, vibration "
-                              f"{value['vibration_mean']} mm/s (max {value['vibration_max']}), "
-                              f"{value['temperature_mean']} C")
+                        print(
+                            f"  ALERT  {value['pump_id']}: {value['reason']}, vibration "
+                            f"{value['vibration_mean']} mm/s (max {value['vibration_max']}), "
+                            f"{value['temperature_mean']} C"
+                        )
                     else:
                         run.dead.append(value)
                         print(f"  DLQ    {value['event']['pump_id']}  {value['error_class']}")
@@ -127,21 +140,31 @@ async def watch(bootstrap: str, run: Run, expected: int, deadline: float, group:
         await consumer.stop()
 
 
-async def scenario(kafka: KafkaBroker, pumps: list[Pump], minutes: float, speed: float,
-                   timeout: float, app_id: str = "predictive-maintenance") -> Run:
+async def scenario(
+    kafka: KafkaBroker,
+    pumps: list[Pump],
+    minutes: float,
+    speed: float,
+    timeout: float,
+    app_id: str = "predictive-maintenance",
+) -> Run:
     """Replay the readings and show alerts at the same time; then the strips."""
     expected = int(minutes * 60 / WINDOW) * len(pumps)
     failing = [p.id for p in pumps if p.faulty]
-    say(f"replaying {minutes:g} minutes of {len(pumps)} pumps at {speed:g}x; "
-        f"failing from minute {minutes * 0.35:g}: {', '.join(failing) or 'none'}")
+    say(
+        f"replaying {minutes:g} minutes of {len(pumps)} pumps at {speed:g}x; "
+        f"failing from minute {minutes * 0.35:g}: {', '.join(failing) or 'none'}"
+    )
     run = Run()
     run.start, _ = await asyncio.gather(
         produce(kafka.bootstrap, pumps, minutes, speed=speed),
         watch(kafka.bootstrap, run, expected, time.monotonic() + timeout, app_id),
     )
-    say(f"{len(run.verdicts)}/{expected} windows scored, {len(run.alerts)} alerts, "
+    say(
+        f"{len(run.verdicts)}/{expected} windows scored, {len(run.alerts)} alerts, "
         f"{len(run.dead)} dead letters; each pump's {WINDOW:g}-second windows "
-        "(. normal, x anomalous):")
+        "(. normal, x anomalous):"
+    )
     for pump, strip in strips(run.verdicts, run.start).items():
         print(f"  {pump}  {strip}  {'(failing)' if pump in failing else ''}")
     return run
@@ -153,8 +176,11 @@ def say(message: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepare-only", action="store_true",
-                        help="only train the detector if stale and print its folder")
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only train the detector if stale and print its folder",
+    )
     add_replay_arguments(parser)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
     args = parser.parse_args()
@@ -172,9 +198,13 @@ def main() -> int:
         run = asyncio.run(scenario(kafka, pumps, args.minutes, args.speed, args.timeout))
         return 0 if len(run.verdicts) == expected else 1
 
-    return run_example("examples.predictive_maintenance.app", prepare_detector(), topics(),
-                       lambda kafka, model: {"KAFKA_BROKER": kafka, "PUMP_MODEL_URL": model},
-                       replay)
+    return run_example(
+        "examples.predictive_maintenance.app",
+        prepare_detector(),
+        topics(),
+        lambda kafka, model: {"KAFKA_BROKER": kafka, "PUMP_MODEL_URL": model},
+        replay,
+    )
 
 
 if __name__ == "__main__":

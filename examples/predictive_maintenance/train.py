@@ -52,8 +52,11 @@ ALERT_AFTER = 2  # anomalous windows in a row
 MODEL_SETTINGS: dict[str, Any] = {  # MLServer's stock scikit-learn runtime, calling predict
     "name": MODEL_NAME,
     "implementation": "mlserver_sklearn.SKLearnModel",
-    "parameters": {"uri": "./model.joblib", "version": MODEL_VERSION,
-                   "extra": {"predict_fn": "predict"}},
+    "parameters": {
+        "uri": "./model.joblib",
+        "version": MODEL_VERSION,
+        "extra": {"predict_fn": "predict"},
+    },
     "max_batch_size": 32,
     "max_batch_time": 0.005,
 }

@@ -33,8 +33,9 @@ from devtools.worker import FaustWorker
 
 async def outputs(bootstrap: str, topic: str, n: int, seconds: float) -> list[int]:
     """The ids in ``topic``, read until ``n`` arrived or ``seconds`` passed."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     got: list[int] = []
     deadline = time.monotonic() + seconds
@@ -64,16 +65,23 @@ def main() -> None:
             kafka.create_topic(topic_out, partitions=1)
             ids = list(range(n * start, n * (start + 1)))
             asyncio.run(fill_topic(kafka.bootstrap, topic_in, n, ids=ids))
-            env = {"RACE_APP_ID": app_id, "RACE_IN": topic_in, "RACE_OUT": topic_out,
-                   "KAFKA_BROKER": kafka.url}
+            env = {
+                "RACE_APP_ID": app_id,
+                "RACE_IN": topic_in,
+                "RACE_OUT": topic_out,
+                "KAFKA_BROKER": kafka.url,
+            }
             worker = FaustWorker("app", env, workdir, topic_in, log_level="warn").start()
             try:
                 got = asyncio.run(outputs(kafka.bootstrap, topic_out, n, seconds=40))
             finally:
                 worker.stop()
             missing = sorted(set(ids) - set(got))
-            print(f"start {start}: {len(set(got))}/{n} events came out; "
-                  f"missing {len(missing)}: {missing[:8]}", flush=True)
+            print(
+                f"start {start}: {len(set(got))}/{n} events came out; "
+                f"missing {len(missing)}: {missing[:8]}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

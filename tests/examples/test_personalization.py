@@ -29,7 +29,9 @@ EVENTS = 240
 @pytest.fixture(scope="module")
 def ranker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
     """MLServer serving a copy of the ranker (trained here only if stale: setup trains it)."""
-    with MLServer(copy_models(tmp_path_factory.mktemp("ranker"), prepare_ranker() / "ranker")) as ms:
+    with MLServer(
+        copy_models(tmp_path_factory.mktemp("ranker"), prepare_ranker() / "ranker")
+    ) as ms:
         yield ms
 
 

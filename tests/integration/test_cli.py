@@ -15,7 +15,12 @@ def run_cli(*args, model_url):
     env = {**os.environ, "FRAUD_MODEL_URL": model_url, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [FAUST, "-A", "examples.fraud_detection.app", "inference", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
 
 

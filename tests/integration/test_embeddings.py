@@ -23,8 +23,13 @@ def cosine(a, b):
 
 async def test_batched_embeddings_are_real_and_in_order(embeddings, registry):
     model = registry.register(
-        "minilm", provider="openai", endpoint=embeddings.url, remote_name=embeddings.model_name,
-        task="embedding", batch_size=16, batch_timeout=0.05,
+        "minilm",
+        provider="openai",
+        endpoint=embeddings.url,
+        remote_name=embeddings.model_name,
+        task="embedding",
+        batch_size=16,
+        batch_timeout=0.05,
     )
     vectors = await model.predict_many(SENTENCES)
     assert [len(v) for v in vectors] == [384] * 4
@@ -36,18 +41,25 @@ async def test_batched_embeddings_are_real_and_in_order(embeddings, registry):
 
 
 async def test_bad_input_is_rejected_before_sending(embeddings, registry):
-    model = registry.register("minilm", provider="openai", endpoint=embeddings.url,
-                              task="embedding")
+    model = registry.register(
+        "minilm", provider="openai", endpoint=embeddings.url, task="embedding"
+    )
     with pytest.raises(InvalidInput, match="non-empty string"):
         await model.predict("")
 
 
 async def test_a_worker_embeds_a_topic(kafka, embeddings, tmp_path):
     names = scoring_topics(kafka, in_partitions=2)
-    env = {**names, "KAFKA_BROKER": kafka.url, "MODEL_URL": embeddings.url,
-           "MODEL_PROVIDER": "openai", "MODEL_TASK": "embedding",
-           "MODEL_REMOTE_NAME": embeddings.model_name, "BATCH_SIZE": "16",
-           "MAX_CONCURRENCY": "4"}
+    env = {
+        **names,
+        "KAFKA_BROKER": kafka.url,
+        "MODEL_URL": embeddings.url,
+        "MODEL_PROVIDER": "openai",
+        "MODEL_TASK": "embedding",
+        "MODEL_REMOTE_NAME": embeddings.model_name,
+        "BATCH_SIZE": "16",
+        "MAX_CONCURRENCY": "4",
+    }
     sent = [{"id": f"s{i}", "x": f"{SENTENCES[i % 4]} ({i})"} for i in range(60)]
     sent.append({"id": "bad", "x": 42})
     worker = Worker("tests.integration.apps.scoring", env, tmp_path).start()

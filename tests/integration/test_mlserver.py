@@ -63,13 +63,16 @@ async def test_unknown_model_fails_the_readiness_check_and_is_an_outage_during_t
     mlserver, registry
 ):
     model = registry.register(
-        "nope", provider="kserve", endpoint=mlserver.url,
+        "nope",
+        provider="kserve",
+        endpoint=mlserver.url,
         retries={"max_retries": 1, "initial_backoff": 0.01},
     )
     with pytest.raises(ModelNotFound, match=r"/v2/models/nope/ready answered 404.*remote_name="):
         await model.runner.provider.ready()
-    await registry.register("fraud-ready", provider="kserve", endpoint=mlserver.url,
-                            remote_name="fraud").runner.provider.ready()
+    await registry.register(
+        "fraud-ready", provider="kserve", endpoint=mlserver.url, remote_name="fraud"
+    ).runner.provider.ready()
     # Once running, a 404 means the model went away: retried, as an outage.
     with pytest.raises(RetriesExhausted) as info:
         await model.predict([0.1] * 10)

@@ -25,9 +25,7 @@ def test_repeats_are_counted_and_reported_with_the_next_one_after_the_interval()
     clock.now = 10.5
     later = record("connect to %s failed", "node 3")
     assert collapser.filter(later)
-    assert later.getMessage() == (
-        "connect to node 3 failed (and 500 more like it in the last 10s)"
-    )
+    assert later.getMessage() == ("connect to node 3 failed (and 500 more like it in the last 10s)")
     assert collapser.filter(record("connect to %s failed", "x", level=logging.INFO))
 
 

@@ -134,7 +134,6 @@ async def test_without_dead_letters_failures_reach_the_agent():
             raise ValueError("amount must be a number")
         return 1
 
-
     pipeline = StreamInference(runner, envelopes(["ok", "bad"], lanes=1), ack=ACK, prepare=prepare)
     ok, bad = [r async for r in pipeline]
     assert ok.ok and ok.output == 2
@@ -150,7 +149,6 @@ async def test_reading_pauses_at_max_pending():
     provider.gate = asyncio.Event()
     runner = runner_for(provider)
     pulled = []
-
 
     pipeline = StreamInference(runner, envelopes(range(100), log=pulled), ack=ACK, max_pending=8)
     results = aiter(pipeline)
@@ -172,7 +170,6 @@ async def test_a_failing_source_surfaces_in_the_agent():
         yield Envelope(value=1, lane=0, handle=0)
         raise RuntimeError("broker gone")
 
-
     with pytest.raises(RuntimeError, match="broker gone"):
         async for _ in StreamInference(runner, broken(), ack=ACK):
             pass
@@ -184,7 +181,6 @@ async def test_batches_form_across_lanes():
     provider = FakeProvider()
     runner = runner_for(provider, batch_size=8, max_concurrency=1, batch_timeout=0.01)
 
-
     got = [r async for r in StreamInference(runner, envelopes(range(16), lanes=4), ack=ACK)]
     assert len(got) == 16
     assert max(len(b) for b in provider.batches) == 8
@@ -195,7 +191,6 @@ async def test_batches_form_across_lanes():
 async def test_agents_sharing_a_model_share_its_in_flight_cap():
     provider = FakeProvider(delay=0.005)
     runner = runner_for(provider, max_concurrency=3)
-
 
     async def agent(values):
         return [r.output async for r in StreamInference(runner, envelopes(values), ack=ACK)]
@@ -218,8 +213,9 @@ async def test_an_agent_that_raises_on_a_result_dead_letters_it_and_carries_on()
     async def dead_letter(env, error):
         log.append(("dead", env.value, str(error)))
 
-    pipeline = StreamInference(runner, envelopes(range(5), lanes=1), ack=ack,
-                               dead_letter=dead_letter)
+    pipeline = StreamInference(
+        runner, envelopes(range(5), lanes=1), ack=ack, dead_letter=dead_letter
+    )
     seen = []
 
     async def agent():
@@ -235,6 +231,12 @@ async def test_an_agent_that_raises_on_a_result_dead_letters_it_and_carries_on()
     assert await pipeline.reject_current(KeyError("no such customer")) is True
     await agent()  # called again, as infer() does: it continues after event 2
     assert seen == [0, 1, 2, 3, 4]
-    assert log == [("ack", 0), ("ack", 1), ("dead", 2, "'no such customer'"), ("ack", 2),
-                   ("ack", 3), ("ack", 4)]
+    assert log == [
+        ("ack", 0),
+        ("ack", 1),
+        ("dead", 2, "'no such customer'"),
+        ("ack", 2),
+        ("ack", 3),
+        ("ack", 4),
+    ]
     await runner.aclose()

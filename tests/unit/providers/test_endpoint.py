@@ -38,8 +38,13 @@ async def test_an_answer_over_max_response_bytes_fails_clearly_and_is_not_retrie
         with pytest.raises(ResponseTooLarge, match=r"max_response_bytes=100000") as info:
             await model.predict([1.0])
         assert not info.value.retryable and len(cloud.requests) == 1
-        roomy = registry.register("roomy", provider="kserve", endpoint=cloud.url,
-                                  remote_name="m", max_response_bytes=1_000_000)
+        roomy = registry.register(
+            "roomy",
+            provider="kserve",
+            endpoint=cloud.url,
+            remote_name="m",
+            max_response_bytes=1_000_000,
+        )
         assert len(await roomy.predict([1.0])) == 300_000
 
 
@@ -50,31 +55,38 @@ def test_max_response_bytes_defaults_to_32_mib():
 
 
 async def test_a_200_with_an_error_keeps_the_servers_words(registry):
-    async with FakeCloud(lambda req: json_reply({"error": "model fraud is still loading"})) as cloud:
+    async with FakeCloud(
+        lambda req: json_reply({"error": "model fraud is still loading"})
+    ) as cloud:
         model = registry.register("fraud", provider="kserve", endpoint=cloud.url, retries=0)
         with pytest.raises(ResponseDecodeError, match="no 'outputs' list.*still loading"):
             await model.predict([1.0])
-        chat = registry.register("chat", provider="openai", endpoint=cloud.url,
-                                 task="text_generation", retries=0)
+        chat = registry.register(
+            "chat", provider="openai", endpoint=cloud.url, task="text_generation", retries=0
+        )
         with pytest.raises(ResponseDecodeError, match="unexpected chat answer.*still loading"):
             await chat.predict("hi")
 
 
 def test_an_unknown_option_lists_the_core_settings_and_the_closest_name():
     with pytest.raises(ConfigurationError) as info:
-        ModelRegistry().register("m", provider="kserve", endpoint="http://127.0.0.1:9",
-                                 max_concurency=4)
+        ModelRegistry().register(
+            "m", provider="kserve", endpoint="http://127.0.0.1:9", max_concurency=4
+        )
     message = str(info.value)
     assert "max_concurency" in message and "did you mean 'max_concurrency'?" in message
     assert "input_name" in message and "batch_size" in message and "timeout" in message
 
 
 @pytest.mark.parametrize(
-    "suffix", ["/v2", "/v2/", "/v2/models", "/v2/models/fraud", "/v2/models/fraud/versions/v1/infer"]
+    "suffix",
+    ["/v2", "/v2/", "/v2/models", "/v2/models/fraud", "/v2/models/fraud/versions/v1/infer"],
 )
 def test_a_kserve_endpoint_with_the_protocols_path_is_refused_naming_the_root(suffix):
     with pytest.raises(ConfigurationError, match=r"endpoint='http://127.0.0.1:8080'"):
-        ModelRegistry().register("fraud", provider="kserve", endpoint="http://127.0.0.1:8080" + suffix)
+        ModelRegistry().register(
+            "fraud", provider="kserve", endpoint="http://127.0.0.1:8080" + suffix
+        )
 
 
 async def test_a_404_for_the_model_during_the_run_is_a_retried_outage(registry):
@@ -84,8 +96,9 @@ async def test_a_404_for_the_model_during_the_run_is_a_retried_outage(registry):
         status, body = next(answers, (200, None))
         if body is not None:
             return status, {"Content-Type": "application/json"}, body
-        return json_reply({"outputs": [{"name": "p", "shape": [1, 2], "datatype": "FP64",
-                                        "data": [0.2, 0.8]}]})
+        return json_reply(
+            {"outputs": [{"name": "p", "shape": [1, 2], "datatype": "FP64", "data": [0.2, 0.8]}]}
+        )
 
     async with FakeCloud(handler) as cloud:
         model = registry.register("fraud", provider="kserve", endpoint=cloud.url, retries=FAST)
@@ -109,8 +122,9 @@ async def test_kserve_readiness_names_the_url_and_the_fix():
 
     async with FakeCloud(handler) as cloud:
         registry = ModelRegistry()
-        await registry.register("fraud", provider="kserve", endpoint=cloud.url,
-                                version="v1").runner.provider.ready()
+        await registry.register(
+            "fraud", provider="kserve", endpoint=cloud.url, version="v1"
+        ).runner.provider.ready()
         missing = registry.register("nope", provider="kserve", endpoint=cloud.url)
         with pytest.raises(ModelNotFound) as info:
             await missing.runner.provider.ready()
@@ -122,7 +136,9 @@ async def test_kserve_readiness_names_the_url_and_the_fix():
         await registry.aclose()
     down = ModelRegistry()
     with pytest.raises(TransportError):
-        await down.register("x", provider="kserve", endpoint="http://127.0.0.1:9").runner.provider.ready()
+        await down.register(
+            "x", provider="kserve", endpoint="http://127.0.0.1:9"
+        ).runner.provider.ready()
     await down.aclose()
 
 
@@ -136,21 +152,25 @@ async def test_openai_readiness_wants_the_model_in_the_list():
 
     async with FakeCloud(handler) as cloud:
         registry = ModelRegistry()
-        ok = registry.register("all-MiniLM-L6-v2", provider="openai", endpoint=f"{cloud.url}/v1",
-                               task="embedding")
+        ok = registry.register(
+            "all-MiniLM-L6-v2", provider="openai", endpoint=f"{cloud.url}/v1", task="embedding"
+        )
         await ok.runner.provider.ready()
-        other = registry.register("gpt", provider="openai", endpoint=f"{cloud.url}/v1",
-                                  task="text_generation")
+        other = registry.register(
+            "gpt", provider="openai", endpoint=f"{cloud.url}/v1", task="text_generation"
+        )
         with pytest.raises(ModelNotFound, match=r"lists all-MiniLM-L6-v2, not 'gpt'"):
             await other.runner.provider.ready()
-        anything = registry.register("any", provider="openai", endpoint=f"{cloud.url}/empty",
-                                     task="text_generation")
+        anything = registry.register(
+            "any", provider="openai", endpoint=f"{cloud.url}/empty", task="text_generation"
+        )
         await anything.runner.provider.ready()  # lists none: serves whatever it is asked
         wrong = registry.register("w", provider="openai", endpoint=cloud.url, task="embedding")
         with pytest.raises(ModelNotFound, match=rf"{cloud.url}/models answered 404.*/v1"):
             await wrong.runner.provider.ready()
-        skipped = registry.register("s", provider="openai", endpoint=cloud.url, task="embedding",
-                                    check_ready=False)
+        skipped = registry.register(
+            "s", provider="openai", endpoint=cloud.url, task="embedding", check_ready=False
+        )
         await skipped.runner.provider.ready()
         await registry.aclose()
 

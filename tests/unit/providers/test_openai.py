@@ -14,8 +14,14 @@ from faust_inference import ConfigurationError, InvalidInput, ModelRegistry
 async def test_embeddings_are_batched_and_come_back_in_input_order(registry):
     async with FakeEndpoint(dim=4) as ep:
         model = registry.register(
-            "emb", provider="openai", endpoint=f"{ep.url}/v1", remote_name="mini",
-            task="embedding", batch_size=8, batch_timeout=0.05, dimensions=4,
+            "emb",
+            provider="openai",
+            endpoint=f"{ep.url}/v1",
+            remote_name="mini",
+            task="embedding",
+            batch_size=8,
+            batch_timeout=0.05,
+            dimensions=4,
         )
         texts = [f"sentence {i}" for i in range(5)]
         vectors = await model.predict_many(texts)
@@ -31,9 +37,15 @@ async def test_embeddings_are_batched_and_come_back_in_input_order(registry):
 async def test_chat_sends_one_conversation_per_request_with_the_system_prompt(registry):
     async with FakeEndpoint() as ep:
         model = registry.register(
-            "chat", provider="openai", endpoint=f"{ep.url}/v1", remote_name="tiny",
-            task="text_generation", system_prompt="Be brief.", parameters={"temperature": 0.0},
-            api_key="sk-test-key-123456", batch_size=8,
+            "chat",
+            provider="openai",
+            endpoint=f"{ep.url}/v1",
+            remote_name="tiny",
+            task="text_generation",
+            system_prompt="Be brief.",
+            parameters={"temperature": 0.0},
+            api_key="sk-test-key-123456",
+            batch_size=8,
         )
         out = await model.predict_many(["hello", "world"])
         assert ep.stats.total == 2
@@ -47,22 +59,26 @@ async def test_chat_sends_one_conversation_per_request_with_the_system_prompt(re
 
 
 async def test_non_string_embedding_input_is_invalid(registry):
-    model = registry.register("emb", provider="openai", endpoint="http://127.0.0.1:9/v1",
-                              task="embedding")
+    model = registry.register(
+        "emb", provider="openai", endpoint="http://127.0.0.1:9/v1", task="embedding"
+    )
     with pytest.raises(InvalidInput, match="non-empty string, got 42"):
         await model.predict(42)
 
 
 def test_regression_is_not_an_openai_task():
     with pytest.raises(ConfigurationError, match="not 'regression'"):
-        ModelRegistry().register("r", provider="openai", endpoint="http://x/v1",
-                                 task="regression")
+        ModelRegistry().register("r", provider="openai", endpoint="http://x/v1", task="regression")
 
 
 async def test_http_provider_with_custom_request_and_response(registry):
     async with FakeEndpoint() as ep:
         model = registry.register(
-            "custom", provider="http", endpoint=ep.url, path="echo", batch_size=4,
+            "custom",
+            provider="http",
+            endpoint=ep.url,
+            path="echo",
+            batch_size=4,
             batch_timeout=0.05,
             request_builder=lambda xs: {"items": xs},
             response_parser=lambda body, n: [f"got {x}" for x in body["items"]],

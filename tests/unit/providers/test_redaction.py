@@ -63,8 +63,12 @@ def _shapes() -> list[tuple[str, dict, str, str]]:
     query_key = _random(32, 5)
     return [
         ("sk", {"key": sk}, f"Incorrect API key provided: {sk}.", sk),
-        ("token40", {"key": token40, "key_header": "api-key", "key_scheme": ""},
-         f"key {token40} is not valid", token40),
+        (
+            "token40",
+            {"key": token40, "key_header": "api-key", "key_scheme": ""},
+            f"key {token40} is not valid",
+            token40,
+        ),
         ("bearer", {"bearer": bearer}, f"Authorization: Bearer {bearer}", bearer),
         ("basic", {"userinfo": f"{user}:{password}"}, f"Authorization: Basic {basic}", basic),
         ("query", {"key": query_key}, f"GET /v1/models?key={query_key}&x=1", query_key),
@@ -147,7 +151,9 @@ def test_excerpt_scrubs_before_it_cuts():
 
 
 def test_urls_lose_userinfo_query_and_fragment():
-    assert redact_url("https://u:p@h.example:8443/v1/x?key=abc#frag") == "https://h.example:8443/v1/x"
+    assert (
+        redact_url("https://u:p@h.example:8443/v1/x?key=abc#frag") == "https://h.example:8443/v1/x"
+    )
     assert url_secrets("https://bob:pw-123@h/p?key=abcd1234") == (
         "pw-123",
         "bob:pw-123",
@@ -163,8 +169,13 @@ async def test_every_provider_tells_its_secrets():
     registry = ModelRegistry()
     models = [
         registry.register("k", provider="kserve", endpoint="http://bob:pw-1234@127.0.0.1:9"),
-        registry.register("o", provider="openai", endpoint="http://127.0.0.1:9/v1",
-                          api_key="sk-abcd1234", task="text_generation"),
+        registry.register(
+            "o",
+            provider="openai",
+            endpoint="http://127.0.0.1:9/v1",
+            api_key="sk-abcd1234",
+            task="text_generation",
+        ),
         registry.register("h", provider="http", endpoint="http://127.0.0.1:9", api_key="k-12345"),
     ]
     found = [secrets_of(m.runner.provider) for m in models]

@@ -40,17 +40,26 @@ def chat_answers(*contents: str):
 
     def handler(req):
         content = answers.pop(0) if len(answers) > 1 else answers[0]
-        return json_reply({"choices": [{"message": {"role": "assistant", "content": content}}],
-                           "usage": {"prompt_tokens": 5, "completion_tokens": 7}})
+        return json_reply(
+            {
+                "choices": [{"message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 7},
+            }
+        )
 
     return handler
 
 
 async def test_openai_asks_for_the_schema_and_returns_the_validated_object(registry):
     async with FakeCloud(chat_answers('{"category": "billing", "urgent": true}')) as cloud:
-        model = registry.register("triage", provider="openai", endpoint=f"{cloud.url}/v1",
-                                  task="text_generation", output_type=Ticket,
-                                  system_prompt="Triage the ticket.")
+        model = registry.register(
+            "triage",
+            provider="openai",
+            endpoint=f"{cloud.url}/v1",
+            task="text_generation",
+            output_type=Ticket,
+            system_prompt="Triage the ticket.",
+        )
         out = await model.predict("I was charged twice")
         assert out == Ticket(category="billing", urgent=True)
         sent = cloud.last.json
@@ -67,10 +76,17 @@ async def test_openai_asks_for_the_schema_and_returns_the_validated_object(regis
 
 
 async def test_json_object_mode_sends_the_schema_the_llama_cpp_way(registry):
-    async with FakeCloud(chat_answers('```json\n{"category": "bug", "urgent": false}\n```')) as cloud:
-        model = registry.register("triage", provider="openai", endpoint=f"{cloud.url}/v1",
-                                  task="text_generation", output_type=Ticket,
-                                  json_mode="json_object")
+    async with FakeCloud(
+        chat_answers('```json\n{"category": "bug", "urgent": false}\n```')
+    ) as cloud:
+        model = registry.register(
+            "triage",
+            provider="openai",
+            endpoint=f"{cloud.url}/v1",
+            task="text_generation",
+            output_type=Ticket,
+            json_mode="json_object",
+        )
         assert (await model.predict("crash")).category == "bug"  # a fenced answer is read
         fmt = cloud.last.json["response_format"]
         assert fmt["type"] == "json_object" and set(fmt) == {"type", "schema"}
@@ -80,17 +96,32 @@ async def test_json_object_mode_sends_the_schema_the_llama_cpp_way(registry):
 
 async def test_an_invalid_answer_is_asked_again_then_fails_with_the_validation_error(registry):
     fast = {"max_retries": 2, "initial_backoff": 0.001, "jitter": 0}
-    async with FakeCloud(chat_answers('{"category": "refund"}', "Sure! Here it is:",
-                                      '{"category": "other", "urgent": false}')) as cloud:
-        model = registry.register("triage", provider="openai", endpoint=f"{cloud.url}/v1",
-                                  task="text_generation", output_type=Ticket, retries=fast)
+    async with FakeCloud(
+        chat_answers(
+            '{"category": "refund"}', "Sure! Here it is:", '{"category": "other", "urgent": false}'
+        )
+    ) as cloud:
+        model = registry.register(
+            "triage",
+            provider="openai",
+            endpoint=f"{cloud.url}/v1",
+            task="text_generation",
+            output_type=Ticket,
+            retries=fast,
+        )
         assert await model.predict("hello") == Ticket(category="other", urgent=False)
         assert len(cloud.requests) == 3
     echo = '{"category": "refund", "note": "your key sk-leaked-key-0001"}'
     async with FakeCloud(chat_answers(echo)) as cloud:
-        model = registry.register("strict", provider="openai", endpoint=f"{cloud.url}/v1",
-                                  task="text_generation", output_type=Ticket, retries=fast,
-                                  api_key="sk-leaked-key-0001")
+        model = registry.register(
+            "strict",
+            provider="openai",
+            endpoint=f"{cloud.url}/v1",
+            task="text_generation",
+            output_type=Ticket,
+            retries=fast,
+            api_key="sk-leaked-key-0001",
+        )
         with pytest.raises(RetriesExhausted) as info:
             await model.predict("hello")
         last = info.value.last_error
@@ -102,27 +133,56 @@ async def test_an_invalid_answer_is_asked_again_then_fails_with_the_validation_e
 
 def test_output_type_where_no_json_can_be_asked_for_is_a_configuration_error(registry):
     with pytest.raises(ConfigurationError, match="output_type= needs a chat model"):
-        registry.register("e", provider="openai", endpoint="http://127.0.0.1:9/v1",
-                          task="embedding", output_type=Ticket)
+        registry.register(
+            "e",
+            provider="openai",
+            endpoint="http://127.0.0.1:9/v1",
+            task="embedding",
+            output_type=Ticket,
+        )
     with pytest.raises(ConfigurationError, match="output_type= needs a chat model"):
-        registry.register("k", provider="kserve", endpoint="http://127.0.0.1:9",
-                          output_type=Ticket)
+        registry.register("k", provider="kserve", endpoint="http://127.0.0.1:9", output_type=Ticket)
 
 
 def gemini_json(req):
-    return json_reply({"candidates": [{"content": {"role": "model", "parts": [
-        {"text": '{"category": "bug", "urgent": true, "address": {"city": "Oslo"}}'}]}}],
-        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 9}})
+    return json_reply(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {
+                                "text": '{"category": "bug", "urgent": true, "address": {"city": "Oslo"}}'
+                            }
+                        ],
+                    }
+                }
+            ],
+            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 9},
+        }
+    )
 
 
 async def test_gemini_gets_a_response_schema_and_system_instruction(registry):
     async with FakeCloud(gemini_json) as cloud:
-        model = registry.register("triage", provider="gemini", endpoint=cloud.url,
-                                  api_key=API_KEY, remote_name="gemini-2.0-flash",
-                                  task="text_generation", output_type=Ticket,
-                                  system_prompt="Triage.", parameters={"temperature": 0})
-        out = await model.predict([{"role": "system", "content": "Answer in JSON."},
-                                   {"role": "user", "content": "app crashes"}])
+        model = registry.register(
+            "triage",
+            provider="gemini",
+            endpoint=cloud.url,
+            api_key=API_KEY,
+            remote_name="gemini-2.0-flash",
+            task="text_generation",
+            output_type=Ticket,
+            system_prompt="Triage.",
+            parameters={"temperature": 0},
+        )
+        out = await model.predict(
+            [
+                {"role": "system", "content": "Answer in JSON."},
+                {"role": "user", "content": "app crashes"},
+            ]
+        )
         assert out.address == Address(city="Oslo")
         sent = cloud.last.json
         assert sent["systemInstruction"] == {"parts": [{"text": "Triage.\n\nAnswer in JSON."}]}
@@ -131,27 +191,58 @@ async def test_gemini_gets_a_response_schema_and_system_instruction(registry):
         assert config["temperature"] == 0 and config["responseMimeType"] == "application/json"
         schema = config["responseSchema"]
         assert schema["type"] == "OBJECT" and schema["required"] == ["category", "urgent"]
-        assert schema["properties"]["category"] == {"type": "STRING",
-                                                    "enum": ["billing", "bug", "other"]}
+        assert schema["properties"]["category"] == {
+            "type": "STRING",
+            "enum": ["billing", "bug", "other"],
+        }
         assert schema["properties"]["address"]["nullable"] is True
         assert schema["propertyOrdering"] == ["category", "urgent", "address"]
         assert "title" not in orjson.dumps(schema).decode()
 
 
 def converse_tool_answer(req):
-    return json_reply({"output": {"message": {"role": "assistant", "content": [
-        {"toolUse": {"toolUseId": "t1", "name": "Ticket",
-                     "input": {"category": "billing", "urgent": False}}}]}},
-        "stopReason": "tool_use", "usage": {"inputTokens": 4, "outputTokens": 6}})
+    return json_reply(
+        {
+            "output": {
+                "message": {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "toolUse": {
+                                "toolUseId": "t1",
+                                "name": "Ticket",
+                                "input": {"category": "billing", "urgent": False},
+                            }
+                        }
+                    ],
+                }
+            },
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 4, "outputTokens": 6},
+        }
+    )
 
 
 async def test_bedrock_forces_a_tool_with_the_schema_and_puts_system_on_top(registry):
     async with FakeCloud(converse_tool_answer) as cloud:
-        model = bedrock(registry, cloud, "claude", task="text_generation", remote_name=CLAUDE,
-                        output_type=Ticket, system_prompt="You triage tickets.")
-        out = await model.predict({"messages": [
-            {"role": "system", "content": "Be terse."},
-            {"role": "user", "content": "double charge"}], "inferenceConfig": {"maxTokens": 50}})
+        model = bedrock(
+            registry,
+            cloud,
+            "claude",
+            task="text_generation",
+            remote_name=CLAUDE,
+            output_type=Ticket,
+            system_prompt="You triage tickets.",
+        )
+        out = await model.predict(
+            {
+                "messages": [
+                    {"role": "system", "content": "Be terse."},
+                    {"role": "user", "content": "double charge"},
+                ],
+                "inferenceConfig": {"maxTokens": 50},
+            }
+        )
         assert out == Ticket(category="billing", urgent=False)
         sent = cloud.last.json
         assert sent["system"] == [{"text": "You triage tickets."}, {"text": "Be terse."}]
@@ -160,17 +251,28 @@ async def test_bedrock_forces_a_tool_with_the_schema_and_puts_system_on_top(regi
         tool = sent["toolConfig"]
         assert tool["toolChoice"] == {"tool": {"name": "Ticket"}}
         assert tool["tools"][0]["toolSpec"]["inputSchema"]["json"]["properties"]["urgent"] == {
-            "title": "Urgent", "type": "boolean"}
+            "title": "Urgent",
+            "type": "boolean",
+        }
 
 
 async def test_system_prompt_combines_with_a_message_list_everywhere(registry):
     async with FakeCloud(chat_answers("ok")) as cloud:
-        model = registry.register("chat", provider="openai", endpoint=f"{cloud.url}/v1",
-                                  task="text_generation", system_prompt="Be kind.")
-        await model.predict([{"role": "system", "content": "Be brief."},
-                             {"role": "user", "content": "hi"},
-                             {"role": "assistant", "content": "hello"},
-                             {"role": "user", "content": "bye"}])
+        model = registry.register(
+            "chat",
+            provider="openai",
+            endpoint=f"{cloud.url}/v1",
+            task="text_generation",
+            system_prompt="Be kind.",
+        )
+        await model.predict(
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "bye"},
+            ]
+        )
         assert cloud.last.json["messages"] == [
             {"role": "system", "content": "Be kind.\n\nBe brief."},
             {"role": "user", "content": "hi"},

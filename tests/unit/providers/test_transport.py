@@ -11,9 +11,16 @@ from faust_inference.providers import (
 
 @pytest.mark.parametrize(
     ("status", "cls", "retryable"),
-    [(429, RateLimited, True), (500, ServerError, True), (503, ServerError, True),
-     (408, ServerError, True), (400, ClientError, False), (401, ClientError, False),
-     (404, ClientError, False), (422, ClientError, False)],
+    [
+        (429, RateLimited, True),
+        (500, ServerError, True),
+        (503, ServerError, True),
+        (408, ServerError, True),
+        (400, ClientError, False),
+        (401, ClientError, False),
+        (404, ClientError, False),
+        (422, ClientError, False),
+    ],
 )
 def test_statuses_map_to_one_error_each(status, cls, retryable):
     error = status_error(status, {"Retry-After": "2"}, b'{"error": "x"}', "http://h:1/p")
@@ -34,8 +41,11 @@ def test_urls_and_bodies_in_errors_lose_credentials():
         "https://api.example.com:8443/v1/x"
     )
     error = status_error(
-        401, {}, b'{"error": "Incorrect API key provided: sk-proj-abcdefgh1234"}',
-        "https://api.example.com/v1/chat/completions?key=k-123", secrets=("k-123",),
+        401,
+        {},
+        b'{"error": "Incorrect API key provided: sk-proj-abcdefgh1234"}',
+        "https://api.example.com/v1/chat/completions?key=k-123",
+        secrets=("k-123",),
     )
     assert "sk-proj-abcdefgh1234" not in str(error) and "k-123" not in str(error)
 

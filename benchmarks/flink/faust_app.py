@@ -8,6 +8,9 @@ wall-clock time of the send, and ``infer_s``, the request's seconds, with which
 environment (``run.py`` sets them); ``FLINK_BENCH_BATCH`` is the only knob Flink
 has no counterpart for: its ``openai`` provider sends one row per request.
 
+``FLINK_BENCH_PRODUCER_LINGER`` (seconds, default 0.005) is Faust's
+``producer_linger``, for trying its cost in latency.
+
 Two experiment knobs, off by default, try the profile's findings without
 touching the library (see docs/performance.md):
 ``FLINK_BENCH_SWITCH_INTERVAL=0.0005`` (the GIL hand-over between Faust's
@@ -41,7 +44,7 @@ app = faust.App(
     web_enabled=False,
     broker_commit_interval=1.0,
     topic_disable_leader=True,
-    producer_linger=0.005,
+    producer_linger=float(env("FLINK_BENCH_PRODUCER_LINGER", "0.005")),
 )
 install(app)
 source = app.topic(env("FLINK_BENCH_SOURCE", "in"), value_serializer="json")

@@ -319,7 +319,7 @@ def _evaluation(ev: dict[str, Any]) -> str:
         + "</table>"
         + f"<p class=muted>Over every worker. Waiting for a label: {ev['pending']}; expired "
         f"without one: {ev['unmatched']}; labels without a prediction: "
-        f"{ev['unknown_labels']}.</p>"
+        f"{ev['unknown_labels']}; invalid label events: {ev['invalid_labels']}.</p>"
     )
 
 

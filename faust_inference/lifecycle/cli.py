@@ -338,6 +338,7 @@ def _stats_text(r: dict[str, Any]) -> str:
         lines.append(
             f"predictions waiting for a label: {ev['pending']}; expired without one: "
             f"{ev['unmatched']}; labels without a prediction: {ev['unknown_labels']}"
+            + (f"; invalid label events: {ev['invalid_labels']}" if ev["invalid_labels"] else "")
         )
     lines.append(f"\nworkers reporting: {r['workers']}")
     return "\n".join(lines)

@@ -236,6 +236,8 @@ class LiveEvaluation:
         """Predictions that never met their label (expired or evicted)."""
         self.unknown_labels = 0
         """Labels for which no prediction was waiting."""
+        self.invalid_labels = 0
+        """Label events without a key or a label (skipped)."""
         self.check_source: Callable[[str], None] | None = None
         """Called with the topic of each scored event (the co-partitioning check)."""
         self.on_recover: Any = None
@@ -355,6 +357,7 @@ class LiveEvaluation:
             "window_s": self.window_s,
             "unmatched": self.unmatched,
             "unknown_labels": self.unknown_labels,
+            "invalid_labels": self.invalid_labels,
             "pending": self.waiting,
             "total": {v: w.as_dict() for v, w in self.total.items()},
             "windows": {
@@ -386,6 +389,7 @@ class MergedEvaluation:
         windows: version -> window start -> pairs of that window.
         unmatched: predictions expired or evicted without their label.
         unknown_labels: labels with no prediction waiting.
+        invalid_labels: label events without a key or a label.
         pending: predictions waiting now (live workers only).
         window_s: the windows' length (None: no worker published one).
     """
@@ -394,6 +398,7 @@ class MergedEvaluation:
     windows: dict[str, dict[float, Window]] = field(default_factory=dict)
     unmatched: int = 0
     unknown_labels: int = 0
+    invalid_labels: int = 0
     pending: int = 0
     window_s: float | None = None
 
@@ -411,6 +416,7 @@ class MergedEvaluation:
             },
             "unmatched": self.unmatched,
             "unknown_labels": self.unknown_labels,
+            "invalid_labels": self.invalid_labels,
             "pending": self.pending,
         }
 
@@ -434,6 +440,7 @@ def merged_evaluation(
         out.window_s = float(ev.get("window_s") or 0) or out.window_s
         out.unmatched += int(ev.get("unmatched", 0))
         out.unknown_labels += int(ev.get("unknown_labels", 0))
+        out.invalid_labels += int(ev.get("invalid_labels", 0))
         for v, w in ev.get("total", {}).items():
             part = Window.from_dict(w)
             out.total[v] = out.total[v].merge(part) if v in out.total else part

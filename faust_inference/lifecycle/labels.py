@@ -17,6 +17,7 @@ new owner recovers that partition of the table before its agents read.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from faust_inference.exceptions import ConfigurationError
 from faust_inference.lifecycle.evaluation import LiveEvaluation
 
 __all__ = ["evaluate_live"]
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_live(
@@ -77,15 +80,11 @@ def evaluate_live(
         help=f"faust-inference: predictions of {model.name!r} waiting for their label",
     )
 
-    def owned() -> set[int] | None:
-        consumer = getattr(app, "_consumer", None)  # None before the worker starts
-        try:
-            assigned = consumer.assignment() if consumer is not None else None
-        except AttributeError:  # created but not started
-            assigned = None
-        if assigned is None:
-            return None
-        return {tp.partition for tp in assigned if tp.topic == labels_name}
+    def owned() -> set[int]:
+        # The assignor's record of this worker's active partitions: plain
+        # data, unlike the consumer, which raises while it is not started.
+        actives = app.assignor.assigned_actives()
+        return {tp.partition for tp in actives if tp.topic == labels_name}
 
     ev = LiveEvaluation(
         model.name,
@@ -116,7 +115,18 @@ def evaluate_live(
             return
         async for event in stream.events():
             key = event.key
-            ev.labelled(key if isinstance(key, bytes | str) else str(key), label(event.value))
+            if key is None:
+                ev.invalid_labels += 1
+                continue
+            try:
+                truth = label(event.value)
+            except Exception as exc:  # one bad label is counted, never the worker's end
+                ev.invalid_labels += 1
+                logger.warning(
+                    "model %r: label without a label field (%s): %r", model.name, exc, event.value
+                )
+                continue
+            ev.labelled(key if isinstance(key, bytes | str) else str(key), truth)
 
     app.agent(topic, name=f"faust-inference-labels-{model.name}")(match_labels)
 

@@ -148,7 +148,6 @@ async def test_live_and_offline_evaluation_equal_sklearn(kafka, group):
         await seen.wait_for(ids_in(out, {e["id"] for e in events}), 90, workers=group.workers)
         # Worker 0 stops (worker 1 recovers its partitions of the pending table), then a
         # new worker 0 joins and takes partitions back: the labels come after both moves.
-        await asyncio.sleep(1.5)  # a commit interval: the outputs' offsets are committed
         await asyncio.to_thread(group.restart_one)
         await both_working(kafka.bootstrap, seen, env, group.workers)
         group.settled = True

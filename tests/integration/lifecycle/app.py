@@ -32,6 +32,10 @@ app = faust.App(
     topic_disable_leader=False,
     producer_acks=-1,
     topic_partitions=4,
+    # faust-streaming 0.15.3 can crash a worker while it starts standby replicas of a
+    # partitioned table after a rebalance (seek to offset None: "Offset must be a positive
+    # integer"); docs/lifecycle.md recommends this setting with live evaluation.
+    table_standby_replicas=0,
 )
 install(app)
 

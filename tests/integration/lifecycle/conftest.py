@@ -86,6 +86,7 @@ def group(kafka: Any, mlserver: Any, tmp_path_factory: pytest.TempPathFactory) -
     with fake_endpoint(0.005) as v3:
         env = lifecycle_env(kafka, mlserver.url, V2_URL=v2.url, V3_URL=v3,
                             LABELS_TOPIC=labels, SHADOW_IN_FLIGHT="4", V2='{"retries": 0}',
+                            V3='{"batch_size": 64, "batch_timeout": 0.02}',
                             # Busy CI machines run late: the test counts the cap and
                             # failures; shedding under lag is unit-tested.
                             SHADOW_MAX_LAG="10")

@@ -17,6 +17,8 @@ APP = "tests.integration.lifecycle.app"
 FAUST = str(Path(sys.executable).parent / "faust")
 REPO = Path(__file__).resolve().parents[3]
 APPLIED = re.compile(r"applied routing revision (\d+) \((.*?)\) ([0-9.]+)s after it was written")
+LOADED = re.compile(r"routing revision (\d+) \(.*?\), written [0-9.]+s ago")
+"""A revision written before the worker started, applied as it starts."""
 
 
 def lifecycle_env(kafka: Any, v1_url: str, **extra: str) -> dict[str, str]:
@@ -44,7 +46,13 @@ def applied(worker: Worker) -> list[tuple[int, str, float]]:
 
 async def wait_applied(workers: list[Worker], revision: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not all(any(r >= revision for r, _, _ in applied(w)) for w in workers):
+    def has(w: Worker) -> bool:
+        text = w.log_path.read_text(errors="replace")
+        found = [int(m[1]) for m in APPLIED.finditer(text)]
+        found += [int(m[1]) for m in LOADED.finditer(text)]
+        return any(r >= revision for r in found)
+
+    while not all(has(w) for w in workers):
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {w.name}\n{w.log()}" for w in workers)
             raise AssertionError(f"revision {revision} not applied by every worker\n{logs}")

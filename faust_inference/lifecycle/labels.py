@@ -122,8 +122,11 @@ def evaluate_live(
                 truth = label(event.value)
             except Exception as exc:  # one bad label is counted, never the worker's end
                 ev.invalid_labels += 1
-                logger.warning(
-                    "model %r: label without a label field (%s): %r", model.name, exc, event.value
+                logger.warning(  # the event itself is not logged: it is user data
+                    "model %r: a label event (%s) has no label: %s",
+                    model.name,
+                    type(event.value).__name__,
+                    type(exc).__name__,
                 )
                 continue
             ev.labelled(key if isinstance(key, bytes | str) else str(key), truth)

@@ -36,9 +36,10 @@ Why the paced phase runs both systems together: its p99 is the 20th worst of
 (Flink's burst about 49/s, paced at about 25/s) is 80 s. One after the other,
 ten settings would take about 27 minutes a run; together about 13. Running them
 together also puts both under the same load from the rest of the machine at the
-same moments (the shared 2-core box's load is what moved earlier p99s 2-3x),
-and the cost is small: at these rates Flink used about half a core and ours a
-tenth, so both stay unsaturated and on an equal footing. Pacing stays at half
+same moments (the shared 2-core box's load is what moved earlier p99s 2-3x).
+The cost: each system's latency includes the other's CPU, and Flink's is the
+larger (in the paced phase 0.3-0.5 of a core against ours' 0.15-0.35, measured
+on a loaded box), so the bias, if any, is against ours. Pacing stays at half
 Flink's rate rather than higher: Flink has 5 requests in flight whatever its
 cap, so at 100 ms it saturates near 50/s, and queueing at a higher fraction
 would inflate Flink's tail, not measure it.
@@ -49,7 +50,7 @@ benchmarks get a turn between repeats). The summary gives, per setting, the
 median of each measure over the runs with its spread (min-max), the ours/Flink
 p99 ratio of every run, and a verdict line, "p99 lower in k of N runs".
 
-A full repeat takes about 13 minutes; ``--smoke`` (one setting, a few hundred
+A full repeat takes 13-17 minutes (812-999 s measured); ``--smoke`` (one setting, a few hundred
 events, one repeat) under 2 and fails when a system loses events, for CI. The
 tables are printed and, unless ``--smoke`` or a partial run, the summary is
 appended to ``benchmarks/RESULTS.md``.

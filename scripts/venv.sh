@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test,lint,aws,gcp,azure,prometheus,grpc,examples,docs]"
+.venv/bin/python -m pip install -q -e ".[test,lint,aws,gcp,azure,prometheus,grpc,examples,docs,bench]"

@@ -63,8 +63,11 @@ if MODE == "naive":
         async with aiohttp.ClientSession() as session:
             async for event in stream:
                 x = event["x"]
-                body = {"inputs": [{"name": "input-0", "shape": [1, len(x)],
-                                    "datatype": "FP64", "data": x}]}
+                body = {
+                    "inputs": [
+                        {"name": "input-0", "shape": [1, len(x)], "datatype": "FP64", "data": x}
+                    ]
+                }
                 async with session.post(infer_url, json=body) as resp:
                     answer = await resp.json()
                 await sink.send(value={"id": event["id"], "p": answer["outputs"][0]["data"]})
@@ -90,8 +93,13 @@ elif MODE == "local":
         async def aclose(self) -> None:
             pass
 
-    _settings = ModelSettings(name="local", provider="local", max_concurrency=50,
-                              batch_size=int(env("BENCH_BATCH", "1")), batch_timeout=0.002)
+    _settings = ModelSettings(
+        name="local",
+        provider="local",
+        max_concurrency=50,
+        batch_size=int(env("BENCH_BATCH", "1")),
+        batch_timeout=0.002,
+    )
     local = RemoteModel(_settings, InferenceRunner(_Echo(), _settings))
     local.preprocess(features)
 

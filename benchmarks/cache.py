@@ -49,8 +49,12 @@ async def hit_against_call(url: str, calls: int, hits: int) -> tuple[float, floa
     """Mean seconds of a miss (a call) and of a hit, one at a time."""
     registry = ModelRegistry()
     model = registry.register(
-        "bench", provider="kserve", endpoint=url, remote_name="bench",
-        cache=True, batch_timeout=0.0,
+        "bench",
+        provider="kserve",
+        endpoint=url,
+        remote_name="bench",
+        cache=True,
+        batch_timeout=0.0,
     )
     inputs = [[i / 1e6 + j for j in range(10)] for i in range(calls)]
     try:
@@ -72,18 +76,36 @@ async def hit_against_call(url: str, calls: int, hits: int) -> tuple[float, floa
     return miss, hit
 
 
-async def phases(kafka: KafkaBroker, url: str, workdir: Path, n: int,
-                 common: dict[str, str], shares: tuple[float, ...] = HIT_RATES) -> list[float]:
+async def phases(
+    kafka: KafkaBroker,
+    url: str,
+    workdir: Path,
+    n: int,
+    common: dict[str, str],
+    shares: tuple[float, ...] = HIT_RATES,
+) -> list[float]:
     """Events/s of one worker for each share of hits in ``shares``."""
     topic_in, topic_out = unique("bench-cache-in"), unique("bench-cache-out")
     kafka.create_topic(topic_in, partitions=4)
     kafka.create_topic(topic_out, partitions=1)
-    env = {"BENCH_MODE": "infer", "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
-           "BENCH_APP_ID": unique("bench-cache"), "BENCH_MODEL_URL": url,
-           "KAFKA_BROKER": kafka.url, "BENCH_CONCURRENCY": str(IN_FLIGHT), **common}
+    env = {
+        "BENCH_MODE": "infer",
+        "BENCH_IN": topic_in,
+        "BENCH_OUT": topic_out,
+        "BENCH_APP_ID": unique("bench-cache"),
+        "BENCH_MODEL_URL": url,
+        "KAFKA_BROKER": kafka.url,
+        "BENCH_CONCURRENCY": str(IN_FLIGHT),
+        **common,
+    }
     worker = FaustWorker("benchmarks.apps", env, workdir, topic_in, log_level="warn").start()
-    consumer = AIOKafkaConsumer(topic_out, bootstrap_servers=kafka.bootstrap, group_id=None,
-                                auto_offset_reset="earliest", metadata_max_age_ms=1000)
+    consumer = AIOKafkaConsumer(
+        topic_out,
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=1000,
+    )
     await consumer.start()
 
     async def outputs(count: int) -> list[int]:
@@ -126,8 +148,11 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     common = {"BENCH_LINGER": str(args.linger), "BENCH_CACHE": '{"partitions": 4}'}
     with KafkaBroker() as kafka, fake_endpoint(args.latency) as url:
-        print(f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} with "
-              f"{args.latency * 1000:g} ms latency; logs in {workdir}", flush=True)
+        print(
+            f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} with "
+            f"{args.latency * 1000:g} ms latency; logs in {workdir}",
+            flush=True,
+        )
         miss, hit = asyncio.run(hit_against_call(url, calls=200, hits=20000))
         rates = asyncio.run(phases(kafka, url, workdir, args.events, common))
         plain = {"BENCH_LINGER": str(args.linger)}
@@ -135,17 +160,23 @@ def main() -> None:
     print()
     print("| what | value |")
     print("|------|------:|")
-    print(f"| a call, {args.latency * 1000:g} ms endpoint (mean of 200, one at a time) | "
-          f"{miss * 1000:.2f} ms |")
+    print(
+        f"| a call, {args.latency * 1000:g} ms endpoint (mean of 200, one at a time) | "
+        f"{miss * 1000:.2f} ms |"
+    )
     print(f"| a hit (mean of 20,000) | {hit * 1e6:.1f} µs |")
     print(f"| hit / call | {hit / miss:.2%} (target < 5%) |")
     for share, value in zip(HIT_RATES, rates, strict=True):
-        print(f"| events/s at {share:.0%} hits ({IN_FLIGHT} in flight, 1 event per request) | "
-              f"{value:,.0f} |")
+        print(
+            f"| events/s at {share:.0%} hits ({IN_FLIGHT} in flight, 1 event per request) | "
+            f"{value:,.0f} |"
+        )
     print(f"| events/s without a cache (same worker settings) | {baseline:,.0f} |")
     print()
-    print(f"100% / 0% hits = {rates[-1] / rates[0]:.2f}; 50% / 0% = {rates[1] / rates[0]:.2f}; "
-          f"0% hits / no cache = {rates[0] / baseline:.2f} (the cost of recording results)")
+    print(
+        f"100% / 0% hits = {rates[-1] / rates[0]:.2f}; 50% / 0% = {rates[1] / rates[0]:.2f}; "
+        f"0% hits / no cache = {rates[0] / baseline:.2f} (the cost of recording results)"
+    )
 
 
 if __name__ == "__main__":

@@ -66,8 +66,16 @@ def quantile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-async def phase(bootstrap: str, env: dict[str, str], tag: str, rate: float, seconds: float,
-                outputs: dict[str, float], *, complete: bool = True) -> list[float]:
+async def phase(
+    bootstrap: str,
+    env: dict[str, str],
+    tag: str,
+    rate: float,
+    seconds: float,
+    outputs: dict[str, float],
+    *,
+    complete: bool = True,
+) -> list[float]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await producer.start()
     ids = []
@@ -92,7 +100,7 @@ async def phase(bootstrap: str, env: dict[str, str], tag: str, rate: float, seco
                 break
             raise RuntimeError(f"phase {tag}: {sum(i in outputs for i in ids)} of {len(ids)} done")
         await asyncio.sleep(0.2)
-    return [outputs[i] for i in ids[len(ids) // 10:] if i in outputs]  # first 10%: warm-up
+    return [outputs[i] for i in ids[len(ids) // 10 :] if i in outputs]  # first 10%: warm-up
 
 
 requests: dict[str, float] = {}
@@ -100,8 +108,9 @@ requests: dict[str, float] = {}
 
 
 async def collect(bootstrap: str, topic: str, outputs: dict[str, float]) -> None:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         while True:
@@ -122,8 +131,9 @@ def pooled_ratio(pairs: list[tuple[list[float], list[float]]], q: float) -> floa
     return quantile(on, q) / quantile(off, q)
 
 
-def bootstrap(pairs: list[tuple[list[float], list[float]]], q: float, n: int = 400,
-              seed: int = 1) -> tuple[float, float]:
+def bootstrap(
+    pairs: list[tuple[list[float], list[float]]], q: float, n: int = 400, seed: int = 1
+) -> tuple[float, float]:
     """A 95% interval of :func:`pooled_ratio`, resampling whole pairs."""
     rng = random.Random(seed)
     ratios = sorted(
@@ -143,9 +153,24 @@ def profile(pid: int, seconds: float, out: Path) -> dict[str, int]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return {}
-    subprocess.run([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-f", "raw",
-                    "-o", str(out), "--nonblocking"], capture_output=True, check=False,
-                   timeout=seconds + 60)
+    subprocess.run(
+        [
+            spy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(seconds)),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=seconds + 60,
+    )
     counts = {"samples": 0, "shadow": 0, "runner": 0}
     if not out.exists():
         return {}
@@ -172,11 +197,18 @@ async def main(pairs: int, rate: float, seconds: float, profile_s: float) -> Non
     try:
         with fake_endpoint(0.02) as v1, fake_endpoint(0.3, "--error-rate", "0.5") as v2:
             stamp = str(int(time.time()))
-            env = {"APP_ID": f"bench-lc-{stamp}", "IN_TOPIC": f"bench-lc-in-{stamp}",
-                   "OUT_TOPIC": f"bench-lc-out-{stamp}", "DLQ_TOPIC": f"bench-lc-dlq-{stamp}",
-                   "KAFKA_BROKER": broker.url, "V1_URL": v1, "V2_URL": v2,
-                   "MODEL_REMOTE_NAME": "fake-model", "SHADOW_IN_FLIGHT": "16",
-                   "V2": '{"retries": 0}'}
+            env = {
+                "APP_ID": f"bench-lc-{stamp}",
+                "IN_TOPIC": f"bench-lc-in-{stamp}",
+                "OUT_TOPIC": f"bench-lc-out-{stamp}",
+                "DLQ_TOPIC": f"bench-lc-dlq-{stamp}",
+                "KAFKA_BROKER": broker.url,
+                "V1_URL": v1,
+                "V2_URL": v2,
+                "MODEL_REMOTE_NAME": "fake-model",
+                "SHADOW_IN_FLIGHT": "16",
+                "V2": '{"retries": 0}',
+            }
             broker.create_topic(env["IN_TOPIC"], partitions=4)
             broker.create_topic(env["OUT_TOPIC"], partitions=1)
             workers = [FaustWorker(APP, env, tmp, f"w{i}").start() for i in range(2)]
@@ -196,7 +228,7 @@ async def main(pairs: int, rate: float, seconds: float, profile_s: float) -> Non
                 await asyncio.sleep(2.5)  # every worker applied any change; same gap always
                 lat = await phase(broker.bootstrap, env, tag, rate, seconds, outputs)
                 ids = [f"{tag}-{i}" for i in range(int(rate * seconds))]
-                req = [requests[i] for i in ids[len(ids) // 10:] if i in requests]
+                req = [requests[i] for i in ids[len(ids) // 10 :] if i in requests]
                 return lat, req
 
             for pair in range(pairs):
@@ -205,12 +237,18 @@ async def main(pairs: int, rate: float, seconds: float, profile_s: float) -> Non
                 results["event"].append((got["off"][0], got["on"][0]))
                 results["request"].append((got["off"][1], got["on"][1]))
                 p99 = {m: 1000 * quantile(got[m][0], 0.99) for m in got}
-                print(f"pair {pair + 1}/{pairs}: event p99 off {p99['off']:.0f} ms, "
-                      f"on {p99['on']:.0f} ms", flush=True)
+                print(
+                    f"pair {pair + 1}/{pairs}: event p99 off {p99['off']:.0f} ms, "
+                    f"on {p99['on']:.0f} ms",
+                    flush=True,
+                )
             if profile_s > 0:
                 for mode in (mode_now, "off" if mode_now == "on" else "on"):
-                    spy = asyncio.create_task(asyncio.to_thread(
-                        profile, workers[0].pid or 0, profile_s, tmp / f"spy-{mode}.txt"))
+                    spy = asyncio.create_task(
+                        asyncio.to_thread(
+                            profile, workers[0].pid or 0, profile_s, tmp / f"spy-{mode}.txt"
+                        )
+                    )
                     await run_phase(mode, f"spy{mode}")
                     spied[mode] = await spy
             await client.aclose()
@@ -219,8 +257,10 @@ async def main(pairs: int, rate: float, seconds: float, profile_s: float) -> Non
             reader = ControlClient(broker.bootstrap, env["APP_ID"])
             state: RoutingState = (await reader.states())["model"]
             stats = await reader.read(reader.stats_topic)
-            copies = {what: sum(sum(s["shadow"][what].values()) for s in stats.values())
-                      for what in ("sent", "dropped", "failed")}
+            copies = {
+                what: sum(sum(s["shadow"][what].values()) for s in stats.values())
+                for what in ("sent", "dropped", "failed")
+            }
     finally:
         for w in workers:
             w.stop()
@@ -229,13 +269,19 @@ async def main(pairs: int, rate: float, seconds: float, profile_s: float) -> Non
     delays = [float(m[2]) for w in workers for m in APPLIED.finditer(w.log_path.read_text())]
     n_off = sum(len(o) for o, _ in results["event"])
     n_on = sum(len(o) for _, o in results["event"])
-    print(f"\n{pairs} pairs of {seconds:g} s phases (off/on interleaved, alternating order) at "
-          f"{rate:g} events/s, two workers; primary 20 ms, shadow 300 ms failing 50%, "
-          f"{state.revision} routing changes; {n_off} events with the shadow off, {n_on} on")
-    print(f"load average (1/5/15 min): start {' '.join(f'{x:.1f}' for x in load_start)}, "
-          f"end {' '.join(f'{x:.1f}' for x in load_end)}\n")
-    print("| latency | off: pooled p50 / p99 (ms) | on: pooled p50 / p99 (ms) "
-          "| p99 on/off pooled [95% bootstrap] | p99 on/off per pair: median [IQR] [min-max] |")
+    print(
+        f"\n{pairs} pairs of {seconds:g} s phases (off/on interleaved, alternating order) at "
+        f"{rate:g} events/s, two workers; primary 20 ms, shadow 300 ms failing 50%, "
+        f"{state.revision} routing changes; {n_off} events with the shadow off, {n_on} on"
+    )
+    print(
+        f"load average (1/5/15 min): start {' '.join(f'{x:.1f}' for x in load_start)}, "
+        f"end {' '.join(f'{x:.1f}' for x in load_end)}\n"
+    )
+    print(
+        "| latency | off: pooled p50 / p99 (ms) | on: pooled p50 / p99 (ms) "
+        "| p99 on/off pooled [95% bootstrap] | p99 on/off per pair: median [IQR] [min-max] |"
+    )
     print("|---|---|---|---|---|")
     verdict = {}
     for what, ps in results.items():
@@ -246,24 +292,34 @@ async def main(pairs: int, rate: float, seconds: float, profile_s: float) -> Non
         per = [quantile(b, 0.99) / quantile(a, 0.99) for a, b in ps]
         q1, q3 = iqr(per)
         verdict[what] = (ratio, hi, statistics.median(per))
-        print(f"| {what} | {1000 * quantile(off, 0.5):.1f} / {1000 * quantile(off, 0.99):.1f} "
-              f"| {1000 * quantile(on, 0.5):.1f} / {1000 * quantile(on, 0.99):.1f} "
-              f"| {ratio:.3f} [{lo:.3f}-{hi:.3f}] "
-              f"| {statistics.median(per):.3f} [{q1:.3f}-{q3:.3f}] "
-              f"[{min(per):.3f}-{max(per):.3f}] |")
-    print(f"\nshadow copies: {copies['sent']} sent ({copies['failed']} failed), "
-          f"{copies['dropped']} dropped (cap, lag or busy primary)")
+        print(
+            f"| {what} | {1000 * quantile(off, 0.5):.1f} / {1000 * quantile(off, 0.99):.1f} "
+            f"| {1000 * quantile(on, 0.5):.1f} / {1000 * quantile(on, 0.99):.1f} "
+            f"| {ratio:.3f} [{lo:.3f}-{hi:.3f}] "
+            f"| {statistics.median(per):.3f} [{q1:.3f}-{q3:.3f}] "
+            f"[{min(per):.3f}-{max(per):.3f}] |"
+        )
+    print(
+        f"\nshadow copies: {copies['sent']} sent ({copies['failed']} failed), "
+        f"{copies['dropped']} dropped (cap, lag or busy primary)"
+    )
     for what, (ratio, hi, med) in verdict.items():
         held = "held" if ratio <= 1.10 and med <= 1.10 else "NOT held"
-        print(f"10% bound on the primary's {what} p99: {held} (pooled {100 * (ratio - 1):+.1f}%, "
-              f"upper 95% {100 * (hi - 1):+.1f}%, median per pair {100 * (med - 1):+.1f}%)")
+        print(
+            f"10% bound on the primary's {what} p99: {held} (pooled {100 * (ratio - 1):+.1f}%, "
+            f"upper 95% {100 * (hi - 1):+.1f}%, median per pair {100 * (med - 1):+.1f}%)"
+        )
     for mode, c in spied.items():
         if c.get("samples"):
-            print(f"py-spy, worker 0, {profile_s:g} s with the shadow {mode}: {c['samples']} CPU "
-                  f"samples, {c['shadow']} ({100 * c['shadow'] / c['samples']:.1f}%) in shadow.py, "
-                  f"{c['runner']} ({100 * c['runner'] / c['samples']:.1f}%) in the runners")
-    print(f"switch time, change written -> worker applied it, {len(delays)} applications: "
-          f"median {statistics.median(delays):.2f} s, max {max(delays):.2f} s")
+            print(
+                f"py-spy, worker 0, {profile_s:g} s with the shadow {mode}: {c['samples']} CPU "
+                f"samples, {c['shadow']} ({100 * c['shadow'] / c['samples']:.1f}%) in shadow.py, "
+                f"{c['runner']} ({100 * c['runner'] / c['samples']:.1f}%) in the runners"
+            )
+    print(
+        f"switch time, change written -> worker applied it, {len(delays)} applications: "
+        f"median {statistics.median(delays):.2f} s, max {max(delays):.2f} s"
+    )
 
 
 if __name__ == "__main__":
@@ -271,7 +327,8 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--profile", type=float, default=0.0,
-                        help="seconds of py-spy sampling per mode (0: none)")
+    parser.add_argument(
+        "--profile", type=float, default=0.0, help="seconds of py-spy sampling per mode (0: none)"
+    )
     a = parser.parse_args()
     asyncio.run(main(a.pairs, a.rate, a.seconds, a.profile))

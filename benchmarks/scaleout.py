@@ -77,18 +77,28 @@ async def wait_for_group(bootstrap: str, group: str, members: int, timeout: floa
     raise RuntimeError(f"group {group} not stable with {members} members after {timeout:g}s")
 
 
-def run_once(kafka: KafkaBroker, url: str, workers: int, setting: str, workdir: Path,
-             linger: float) -> float:
+def run_once(
+    kafka: KafkaBroker, url: str, workers: int, setting: str, workdir: Path, linger: float
+) -> float:
     """Events/s of ``workers`` workers of one group over one setting's events."""
     _, app_env, n = SETTINGS[setting]
     topic_in, topic_out, group = unique("scale-in"), unique("scale-out"), unique("scale")
     kafka.create_topic(topic_in, partitions=PARTITIONS)
     kafka.create_topic(topic_out, partitions=1)
-    env = {"BENCH_MODE": "infer", "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
-           "BENCH_APP_ID": group, "BENCH_MODEL_URL": url, "KAFKA_BROKER": kafka.url,
-           "BENCH_LINGER": str(linger), **app_env}
-    procs = [FaustWorker("benchmarks.apps", env, workdir, f"{group}-{i}", log_level="warn")
-             for i in range(workers)]
+    env = {
+        "BENCH_MODE": "infer",
+        "BENCH_IN": topic_in,
+        "BENCH_OUT": topic_out,
+        "BENCH_APP_ID": group,
+        "BENCH_MODEL_URL": url,
+        "KAFKA_BROKER": kafka.url,
+        "BENCH_LINGER": str(linger),
+        **app_env,
+    }
+    procs = [
+        FaustWorker("benchmarks.apps", env, workdir, f"{group}-{i}", log_level="warn")
+        for i in range(workers)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -100,12 +110,16 @@ def run_once(kafka: KafkaBroker, url: str, workers: int, setting: str, workdir: 
         for proc in procs:
             proc.stop()
     if len(stamps) < n:
-        raise RuntimeError(f"{setting}, {workers} workers: only {len(stamps)}/{n} events "
-                           f"came out; see {procs[0].log_path}")
+        raise RuntimeError(
+            f"{setting}, {workers} workers: only {len(stamps)}/{n} events "
+            f"came out; see {procs[0].log_path}"
+        )
     after = [s for s in stamps if s >= sent_ms]
     if len(after) < n // 4:
-        raise RuntimeError(f"{setting}, {workers} workers: only {len(after)} outputs after the "
-                           "last input was sent; raise the events per run")
+        raise RuntimeError(
+            f"{setting}, {workers} workers: only {len(after)} outputs after the "
+            "last input was sent; raise the events per run"
+        )
     return rate(after)
 
 
@@ -114,16 +128,20 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each cell")
     parser.add_argument("--only", choices=sorted(SETTINGS), help="one setting")
-    parser.add_argument("--linger", type=float, default=0.005,
-                        help="Faust producer_linger (s) of every worker")
+    parser.add_argument(
+        "--linger", type=float, default=0.005, help="Faust producer_linger (s) of every worker"
+    )
     args = parser.parse_args()
     settings = [args.only] if args.only else list(SETTINGS)
     workdir = Path(tempfile.mkdtemp(prefix="scaleout-"))
     runs: dict[tuple[str, int], list[float]] = {(s, w): [] for s in settings for w in (1, 2)}
     with KafkaBroker() as kafka, fake_endpoint(args.latency) as url:
-        print(f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} with "
-              f"{args.latency * 1000:g} ms latency; {PARTITIONS} partitions; logs in {workdir}; "
-              f"load average {os.getloadavg()}", flush=True)
+        print(
+            f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} with "
+            f"{args.latency * 1000:g} ms latency; {PARTITIONS} partitions; logs in {workdir}; "
+            f"load average {os.getloadavg()}",
+            flush=True,
+        )
         # Warm the broker's JIT first: the first runs on a fresh broker are slower.
         run_once(kafka, url, 1, settings[0], workdir, args.linger)
         for i in range(args.repeat):
@@ -131,20 +149,25 @@ def main() -> None:
                 for workers in (1, 2):
                     value = run_once(kafka, url, workers, setting, workdir, args.linger)
                     runs[setting, workers].append(value)
-                    print(f"  run {i + 1}: {setting}, {workers} worker(s): {value:,.0f}/s",
-                          flush=True)
+                    print(
+                        f"  run {i + 1}: {setting}, {workers} worker(s): {value:,.0f}/s", flush=True
+                    )
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print("| setting | 1 worker, events/s | 2 workers, events/s | ratio |")
     print("|---|---:|---:|---:|")
     for setting in settings:
         one, two = runs[setting, 1], runs[setting, 2]
         ratios = [b / a for a, b in zip(one, two, strict=True)]
-        print(f"| {SETTINGS[setting][0]} | {spread(one)} | {spread(two)} | "
-              f"{statistics.median(two) / statistics.median(one):.2f} "
-              f"({min(ratios):.2f}-{max(ratios):.2f} per round) |")
+        print(
+            f"| {SETTINGS[setting][0]} | {spread(one)} | {spread(two)} | "
+            f"{statistics.median(two) / statistics.median(one):.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f} per round) |"
+        )
     print()
-    print(f"medians of {args.repeat} runs, range in brackets; ratio = median of 2 workers / "
-          "median of 1 worker (in brackets: the ratio within each round)")
+    print(
+        f"medians of {args.repeat} runs, range in brackets; ratio = median of 2 workers / "
+        "median of 1 worker (in brackets: the ratio within each round)"
+    )
 
 
 if __name__ == "__main__":

@@ -413,9 +413,7 @@ class Lifecycle:
             )
             self.refresh()
 
-    def _metric(
-        self, model: str, version: str, name: str | None, *, since: float
-    ) -> float | None:
+    def _metric(self, model: str, version: str, name: str | None, *, since: float) -> float | None:
         """The canary's evaluation figure over every worker, in windows since the step began."""
         if name is None:
             return None

@@ -44,8 +44,9 @@ def free_port():
 
 
 def post(url, body, token=None):
-    req = urllib.request.Request(url, data=body.encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -100,18 +101,36 @@ async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
         options = '{"input_name": "features", "shape": [10], "version_in_path": false}'
         labels = unique("labels")
         kafka.create_topic(labels, partitions=4)  # co-partitioned with the scored topic
-        env = lifecycle_env(kafka, v1.url, V2_URL=v2.url, MODEL_REMOTE_NAME="fake-model",
-                            WEB_PORT=str(port), WEB_TOKEN=TOKEN, MODEL_OPTIONS=options,
-                            LABELS_TOPIC=labels)
+        env = lifecycle_env(
+            kafka,
+            v1.url,
+            V2_URL=v2.url,
+            MODEL_REMOTE_NAME="fake-model",
+            WEB_PORT=str(port),
+            WEB_TOKEN=TOKEN,
+            MODEL_OPTIONS=options,
+            LABELS_TOPIC=labels,
+        )
         worker = Worker(APP, env, tmp_path, "web").start()
         base = f"http://127.0.0.1:{port}/inference"
         try:
             await wait_page(f"{base}/", worker)
-            assert post(f"{base}/models/model/split/", '{"weights": {"v1": 50, "v2": 50}}')[0] == 401
-            assert post(f"{base}/models/model/split/", '{"weights": {"v1": 50, "v2": 50}}',
-                        token="wrong-token-0123456789")[0] == 401
-            status, body = post(f"{base}/models/model/split/",
-                                '{"weights": {"v1": 70, "v2": 30}, "reason": "try v2"}', TOKEN)
+            assert (
+                post(f"{base}/models/model/split/", '{"weights": {"v1": 50, "v2": 50}}')[0] == 401
+            )
+            assert (
+                post(
+                    f"{base}/models/model/split/",
+                    '{"weights": {"v1": 50, "v2": 50}}',
+                    token="wrong-token-0123456789",
+                )[0]
+                == 401
+            )
+            status, body = post(
+                f"{base}/models/model/split/",
+                '{"weights": {"v1": 70, "v2": 30}, "reason": "try v2"}',
+                TOKEN,
+            )
             assert status == 200, body
             status, body = post(f"{base}/models/model/shadow/", '{"version": "v1"}', TOKEN)
             assert status == 400 and "no version" not in body  # v1 is the default: refused
@@ -125,15 +144,15 @@ async def test_the_page_shows_versions_traffic_and_changes(kafka, tmp_path):
             await produce(kafka.bootstrap, labels, truth, key=lambda e: e["id"])
             await wait_evaluated(f"{base}/models/model/", 400, worker)
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM,
-                                                   args=["--no-sandbox"])
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 page = await browser.new_page(viewport={"width": 1200, "height": 900})
                 await page.goto(f"{base}/")
                 text = await page.inner_text("body")
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(SHOTS / "inference-page.png"), full_page=True)
                 models = await page.evaluate(
-                    "async () => (await fetch('/inference/models/')).json()")
+                    "async () => (await fetch('/inference/models/')).json()"
+                )
                 await browser.close()
         finally:
             worker.stop()

@@ -59,8 +59,9 @@ class Group:
     def start(self) -> None:
         self.generation += 1
         self.workers = [
-            Worker("tests.integration.lifecycle.app", self.env, self.workdir,
-                   f"g{self.generation}w{i}").start()
+            Worker(
+                "tests.integration.lifecycle.app", self.env, self.workdir, f"g{self.generation}w{i}"
+            ).start()
             for i in range(2)
         ]
         self.settled = False
@@ -73,8 +74,9 @@ class Group:
         """Stop the first worker (the other takes every partition), then start a new one."""
         self.generation += 1
         self.workers[0].stop()
-        self.workers[0] = Worker("tests.integration.lifecycle.app", self.env, self.workdir,
-                                 f"g{self.generation}w0").start()
+        self.workers[0] = Worker(
+            "tests.integration.lifecycle.app", self.env, self.workdir, f"g{self.generation}w0"
+        ).start()
         self.settled = False
 
 
@@ -84,12 +86,19 @@ def group(kafka: Any, mlserver: Any, tmp_path_factory: pytest.TempPathFactory) -
     labels = unique("labels")
     kafka.create_topic(labels, partitions=4)
     with fake_endpoint(0.005) as v3:
-        env = lifecycle_env(kafka, mlserver.url, V2_URL=v2.url, V3_URL=v3,
-                            LABELS_TOPIC=labels, SHADOW_IN_FLIGHT="4", V2='{"retries": 0}',
-                            V3='{"batch_size": 64, "batch_timeout": 0.02}',
-                            # Busy CI machines run late: the test counts the cap and
-                            # failures; shedding under lag is unit-tested.
-                            SHADOW_MAX_LAG="10")
+        env = lifecycle_env(
+            kafka,
+            mlserver.url,
+            V2_URL=v2.url,
+            V3_URL=v3,
+            LABELS_TOPIC=labels,
+            SHADOW_IN_FLIGHT="4",
+            V2='{"retries": 0}',
+            V3='{"batch_size": 64, "batch_timeout": 0.02}',
+            # Busy CI machines run late: the test counts the cap and
+            # failures; shedding under lag is unit-tested.
+            SHADOW_MAX_LAG="10",
+        )
         g = Group(env, tmp_path_factory.mktemp("lifecycle"), v2)
         g.start()
         try:

@@ -30,7 +30,12 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [FAUST, "-A", APP, "inference", *args],
-        capture_output=True, text=True, env=full, cwd=REPO, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
 
 
@@ -46,6 +51,7 @@ def applied(worker: Worker) -> list[tuple[int, str, float]]:
 
 async def wait_applied(workers: list[Worker], revision: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
+
     def has(w: Worker) -> bool:
         text = w.log_path.read_text(errors="replace")
         found = [int(m[1]) for m in APPLIED.finditer(text)]
@@ -77,5 +83,15 @@ async def both_working(
     raise AssertionError("the two workers never both answered")
 
 
-__all__ = ["APP", "Collector", "Worker", "acli", "applied", "both_working", "cli",
-           "lifecycle_env", "produce", "wait_applied"]
+__all__ = [
+    "APP",
+    "Collector",
+    "Worker",
+    "acli",
+    "applied",
+    "both_working",
+    "cli",
+    "lifecycle_env",
+    "produce",
+    "wait_applied",
+]

@@ -55,7 +55,8 @@ async def report(kafka, group):
     client = ControlClient(kafka.bootstrap, group.env["APP_ID"])
     try:
         state = (await client.states()).get("model") or RoutingState.initial(
-            "model", "v1", versions=VERSIONS)
+            "model", "v1", versions=VERSIONS
+        )
         stats = await client.read(client.stats_topic)
     finally:
         await client.aclose()
@@ -116,8 +117,10 @@ async def test_a_cli_switch_reaches_both_workers_with_no_event_lost(kafka, group
     assert {(r["version"], r["variant"]) for r in after} == {("v2", "default")}
     assert len({r["pid"] for r in after}) == 2, "both workers answer with v2"
     delays = [d for w in workers for rev, _, d in applied(w) if rev == revision]
-    print(f"\nswitch applied by the workers {', '.join(f'{d:.2f}' for d in delays)} s "
-          "after it was written")
+    print(
+        f"\nswitch applied by the workers {', '.join(f'{d:.2f}' for d in delays)} s "
+        "after it was written"
+    )
     assert len(delays) == 2 and max(delays) < 5.0
     assert listing.returncode == 0, listing.stderr
     assert "model  v2       100%" in listing.stdout
@@ -163,8 +166,19 @@ async def test_live_and_offline_evaluation_equal_sklearn(kafka, group):
                 break
         stats, offline = await asyncio.gather(  # two CLI processes at once
             acli(env, "stats", "model", "--json"),
-            acli(env, "evaluate", "model", "--version", "v1", "--events", env["IN_TOPIC"],
-                 "--labels", env["LABELS_TOPIC"], "--json"))
+            acli(
+                env,
+                "evaluate",
+                "model",
+                "--version",
+                "v1",
+                "--events",
+                env["IN_TOPIC"],
+                "--labels",
+                env["LABELS_TOPIC"],
+                "--json",
+            ),
+        )
         assert stats.returncode == 0, stats.stderr
         shown = json.loads(stats.stdout)["evaluation"]
         assert shown["versions"]["v1"] == live
@@ -206,8 +220,14 @@ async def test_a_slow_failing_shadow_leaves_the_primary_outputs_unchanged(kafka,
     mine = [r for r in out if r["id"].startswith("sh")]
     assert not dlq and {r["version"] for r in mine} == {"v1"}
     registry = ModelRegistry()
-    direct = registry.register("direct", provider="kserve", endpoint=mlserver.url,
-                               remote_name="fraud", version="v1", input_name="features")
+    direct = registry.register(
+        "direct",
+        provider="kserve",
+        endpoint=mlserver.url,
+        remote_name="fraud",
+        version="v1",
+        input_name="features",
+    )
     x = {e["id"]: e["x"] for e in events}
     try:
         for r in mine[:: len(mine) // 10]:
@@ -223,8 +243,10 @@ async def test_a_slow_failing_shadow_leaves_the_primary_outputs_unchanged(kafka,
     assert sent + dropped >= n and dropped > 0 and failed > 0
     pair = after["shadow_stats"]["agreement"]["v1->v2"]
     assert pair["compared"] > 0 and pair["measure"] == "agreement"
-    print(f"\nshadow copies: {sent} sent, {dropped} dropped at the cap, {failed} failed; "
-          f"agreement {pair['value']:.3f} over {pair['compared']} pairs")
+    print(
+        f"\nshadow copies: {sent} sent, {dropped} dropped at the cap, {failed} failed; "
+        f"agreement {pair['value']:.3f} over {pair['compared']} pairs"
+    )
 
 
 async def wait_rollout(kafka, group, status, timeout):
@@ -245,8 +267,16 @@ async def wait_rollout(kafka, group, status, timeout):
 
 async def test_a_failing_canary_is_rolled_back_and_a_healthy_one_promoted(kafka, group):
     env = group.env
-    guards = ["--max-error-rate", "0.05", "--min-requests", "20", "--dwell", "2",
-              "--steps", "20,50"]
+    guards = [
+        "--max-error-rate",
+        "0.05",
+        "--min-requests",
+        "20",
+        "--dwell",
+        "2",
+        "--steps",
+        "20,50",
+    ]
     stop = asyncio.Event()
     async with Collector(kafka.bootstrap, env["OUT_TOPIC"]) as seen:
         await settle(kafka, group, seen)
@@ -266,8 +296,15 @@ async def test_a_failing_canary_is_rolled_back_and_a_healthy_one_promoted(kafka,
             assert done.returncode == 0, done.stderr
             failed = await wait_rollout(kafka, group, "rolled_back", 60)
             group.v2.configure(error_rate=0.0)
-            r = start(failed, "v2", steps=(20, 50), dwell_s=2, now=time.time(),
-                      max_error_rate=0.05, min_requests=20)
+            r = start(
+                failed,
+                "v2",
+                steps=(20, 50),
+                dwell_s=2,
+                now=time.time(),
+                max_error_rate=0.05,
+                min_requests=20,
+            )
             await change(kafka, group, Change(action="rollout", rollout=r, source="code"))
             promoted = await wait_rollout(kafka, group, "promoted", 60)
         finally:
@@ -282,8 +319,9 @@ async def test_a_failing_canary_is_rolled_back_and_a_healthy_one_promoted(kafka,
     actions = [c.action for c in promoted.history][-6:]
     assert actions == ["rollout", "rollback", "rollout", "advance", "advance", "promote"]
     assert "guard error_rate broke" in history.stdout and "promote to v2" in history.stdout
-    print(f"\nrolled back: {failed.rollout.last_decision}\n"
-          f"promoted: {promoted.rollout.last_decision}")
+    print(
+        f"\nrolled back: {failed.rollout.last_decision}\npromoted: {promoted.rollout.last_decision}"
+    )
 
 
 async def score_keys(kafka, group, round_):
@@ -295,16 +333,20 @@ async def score_keys(kafka, group, round_):
         t0 = time.monotonic()
         await settle(kafka, group, seen)
         t1 = time.monotonic()
-        await produce(kafka.bootstrap, env["IN_TOPIC"], sent, key=lambda e: e["id"][len(tag):])
+        await produce(kafka.bootstrap, env["IN_TOPIC"], sent, key=lambda e: e["id"][len(tag) :])
         t2 = time.monotonic()
         await seen.wait_for(
             lambda: len({r["id"] for r in out if r["id"].startswith(tag)}) >= KEYS,
-            120, workers=group.workers)
-        print(f"\nround {round_}: settle {t1 - t0:.1f}s, produce {t2 - t1:.1f}s, "
-              f"score {time.monotonic() - t2:.1f}s")
+            120,
+            workers=group.workers,
+        )
+        print(
+            f"\nround {round_}: settle {t1 - t0:.1f}s, produce {t2 - t1:.1f}s, "
+            f"score {time.monotonic() - t2:.1f}s"
+        )
         dlq = [d for d in seen.records[env["DLQ_TOPIC"]] if d["event"]["id"].startswith(tag)]
     mine = [r for r in out if r["id"].startswith(tag)]
-    arms = {r["id"][len(tag):]: (r["version"], r["variant"]) for r in mine}
+    arms = {r["id"][len(tag) :]: (r["version"], r["variant"]) for r in mine}
     return arms, {r["pid"] for r in mine}, dlq
 
 
@@ -327,4 +369,6 @@ async def test_a_90_10_split_is_sticky_across_a_restart_of_both_workers(kafka, g
     assert 0.08 <= share <= 0.12, share
     assert set(first.values()) == {("v3", "control"), ("v1", "treatment")}
     assert first == second, "a key changed arms across the restart"
-    print(f"\nthe 10% arm's share over {KEYS} keys: {share:.2%}; every key kept its arm across a restart")
+    print(
+        f"\nthe 10% arm's share over {KEYS} keys: {share:.2%}; every key kept its arm across a restart"
+    )

@@ -46,8 +46,11 @@ def test_multiclass_is_macro_averaged_like_sklearn():
         w.add(p, y)
     m = w.metrics()
     pred = [max(range(3), key=p.__getitem__) for p in rows]
-    for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score),
-                     ("f1", skm.f1_score)):
+    for name, fn in (
+        ("precision", skm.precision_score),
+        ("recall", skm.recall_score),
+        ("f1", skm.f1_score),
+    ):
         assert m[name] == pytest.approx(fn(labels, pred, average="macro"))
     assert m["log_loss"] == pytest.approx(skm.log_loss(labels, rows))
 
@@ -115,8 +118,7 @@ def test_waiting_predictions_outlive_the_worker_that_made_them():
     before.predicted(b"t3", "v2", [0.9, 0.1], now=101.0)  # no partition: not placeable
     assert before.waiting == 2
     # A new worker recovers the table and owns partition 1 only.
-    after = LiveEvaluation("fraud", "classification", store=store, ttl_s=60,
-                           owned=lambda: {1})
+    after = LiveEvaluation("fraud", "classification", store=store, ttl_s=60, owned=lambda: {1})
     after.rebuild()
     assert after.waiting == 1
     assert after.labelled(b"t1", 1, now=130.0) and after.metrics("v2")["accuracy"] == 1.0

@@ -25,21 +25,31 @@ def test_classification_agreement_and_confusion_match_sklearn():
 
 def test_regression_embedding_and_text_measures():
     r = Agreement("regression")
-    r.compare([1.0], [1.5]); r.compare(2.0, 1.0)  # noqa: E702
+    r.compare([1.0], [1.5])
+    r.compare(2.0, 1.0)
     assert (r.measure, r.rate) == ("mean_abs_diff", pytest.approx(0.75))
     e = Agreement("embedding")
-    e.compare([1.0, 0.0], [1.0, 0.0]); e.compare([1.0, 0.0], [0.0, 1.0])  # noqa: E702
+    e.compare([1.0, 0.0], [1.0, 0.0])
+    e.compare([1.0, 0.0], [0.0, 1.0])
     assert (e.measure, e.rate) == ("mean_cosine", pytest.approx(0.5))
     t = Agreement("text_generation")
-    t.compare("yes", "yes"); t.compare("yes", "no")  # noqa: E702
+    t.compare("yes", "yes")
+    t.compare("yes", "no")
     assert (t.measure, t.rate) == ("exact_match", 0.5)
     merged = Agreement.from_dict(t.as_dict()).merge(t)
     assert merged.compared == 4 and merged.rate == 0.5
 
 
 def runner(provider, version, **kw):
-    settings = ModelSettings(name="m", provider="http", endpoint="http://127.0.0.1:9",
-                             version=version, batch_size=1, retries=0, **kw)
+    settings = ModelSettings(
+        name="m",
+        provider="http",
+        endpoint="http://127.0.0.1:9",
+        version=version,
+        batch_size=1,
+        retries=0,
+        **kw,
+    )
     return InferenceRunner(provider, settings)
 
 
@@ -48,8 +58,10 @@ async def test_a_failing_slow_shadow_is_capped_and_counted_and_the_primary_is_un
     gate = asyncio.Event()
     shadow_provider = FakeProvider(lambda x: [x, 1 - x])
     shadow_provider.gate = gate  # stalls until released
-    primary, shadow = runner(primary_provider, "v1"), runner(shadow_provider, "v2",
-                                                                max_concurrency=100)
+    primary, shadow = (
+        runner(primary_provider, "v1"),
+        runner(shadow_provider, "v2", max_concurrency=100),
+    )
     traffic = ShadowTraffic(max_in_flight=3)
     try:
         futures = []
@@ -58,8 +70,13 @@ async def test_a_failing_slow_shadow_is_capped_and_counted_and_the_primary_is_un
             futures.append(f)
             traffic.copy(shadow, "v1", x, f, "classification")
         outputs = [o.output for o in await asyncio.gather(*futures)]
-        assert outputs == [[0.9, 0.1], [0.8, 0.2], [0.09999999999999998, 0.9], [0.6, 0.4],
-                           [0.4, 0.6]]
+        assert outputs == [
+            [0.9, 0.1],
+            [0.8, 0.2],
+            [0.09999999999999998, 0.9],
+            [0.6, 0.4],
+            [0.4, 0.6],
+        ]
         assert traffic.sent == {("m", "v2"): 3} and traffic.dropped == {("m", "v2"): 2}
         shadow_provider.script.append(ServerError("boom"))
         gate.set()

@@ -9,8 +9,13 @@ from faust_inference import ConfigurationError, InferenceResult, ModelRegistry
 async def fraud():
     registry = ModelRegistry()
     model = registry.register(
-        "fraud", provider="kserve", endpoint="http://127.0.0.1:9", version="v1",
-        max_concurrency=8, timeout=3.0, input_name="features",
+        "fraud",
+        provider="kserve",
+        endpoint="http://127.0.0.1:9",
+        version="v1",
+        max_concurrency=8,
+        timeout=3.0,
+        input_name="features",
     )
     yield model
     await registry.aclose()

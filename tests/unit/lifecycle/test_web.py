@@ -55,8 +55,12 @@ async def test_lifecycle_metrics_reach_the_prometheus_registry():
     observer = next(o for o in app.inference.hooks.observers if hasattr(o, "registry"))
     text = generate_latest(observer.registry).decode()
     assert 'faust_inference_traffic_share{model="fraud",version="v1"} 1.0' in text
-    assert 'faust_inference_shadow_copies_total{model="fraud",outcome="sent",version="v2"} 5.0' in text
-    assert ('faust_inference_shadow_agreement{measure="agreement",model="fraud",primary="v1",'
-            'shadow="v2"} 0.0') in text
+    assert (
+        'faust_inference_shadow_copies_total{model="fraud",outcome="sent",version="v2"} 5.0' in text
+    )
+    assert (
+        'faust_inference_shadow_agreement{measure="agreement",model="fraud",primary="v1",'
+        'shadow="v2"} 0.0'
+    ) in text
     assert 'primary_class="0",shadow="v2",shadow_class="1"} 1.0' in text
     await app.inference.aclose()

@@ -37,9 +37,20 @@ def fake_endpoint(latency: float, *extra: str) -> Iterator[str]:
     ``extra`` are more of its options (``"--error-rate", "0.5"`` ...).
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.fake_endpoint", "--latency", str(latency),
-         "--max-seconds", "1800", *extra],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "devtools.fake_endpoint",
+            "--latency",
+            str(latency),
+            "--max-seconds",
+            "1800",
+            *extra,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert proc.stdout is not None
@@ -85,8 +96,13 @@ async def drain(
 
     Stops early once ``alive`` (the producing worker's liveness) says no.
     """
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", metadata_max_age_ms=1000)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=1000,
+    )
     await consumer.start()
     stamps: list[int] = []
     deadline = time.monotonic() + timeout
@@ -114,7 +130,6 @@ def rate(stamps: list[int]) -> float:
     lo, hi = len(ordered) // 10, len(ordered) - 1 - len(ordered) // 10
     span = (ordered[hi] - ordered[lo]) / 1000
     return (hi - lo) / span if span > 0 else float("inf")
-
 
 
 async def raw_capacity(
@@ -153,14 +168,19 @@ def through_kafka(
     kafka.create_topic(topic_in, partitions=4)
     kafka.create_topic(topic_out, partitions=1)
     asyncio.run(fill_topic(kafka.bootstrap, topic_in, n))
-    env = {"BENCH_MODE": mode, "BENCH_IN": topic_in, "BENCH_OUT": topic_out,
-           "BENCH_APP_ID": unique(f"bench-{mode}"), "KAFKA_BROKER": kafka.url, **env}
+    env = {
+        "BENCH_MODE": mode,
+        "BENCH_IN": topic_in,
+        "BENCH_OUT": topic_out,
+        "BENCH_APP_ID": unique(f"bench-{mode}"),
+        "KAFKA_BROKER": kafka.url,
+        **env,
+    }
     worker = FaustWorker(app, env, workdir, topic_in, log_level="warn").start()
     try:
         stamps = asyncio.run(drain(kafka.bootstrap, topic_out, n, timeout=300, alive=worker.alive))
     finally:
         worker.stop()
     if len(stamps) < n:
-        raise RuntimeError(f"{mode}: only {len(stamps)}/{n} events came out; "
-                           f"see {worker.log_path}")
+        raise RuntimeError(f"{mode}: only {len(stamps)}/{n} events came out; see {worker.log_path}")
     return rate(stamps)

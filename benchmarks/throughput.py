@@ -34,8 +34,9 @@ from devtools.kafka import KafkaBroker
 IN_FLIGHT = 50
 
 
-def through_kafka(kafka: KafkaBroker, mode: str, n: int, url: str, workdir: Path,
-                  **extra: str) -> float:
+def through_kafka(
+    kafka: KafkaBroker, mode: str, n: int, url: str, workdir: Path, **extra: str
+) -> float:
     """Events/s of one worker of ``benchmarks.apps`` in ``mode`` over ``n`` events."""
     env = {"BENCH_MODEL_URL": url, "BENCH_CONCURRENCY": str(IN_FLIGHT), **extra}
     return support.through_kafka(kafka, "benchmarks.apps", mode, n, workdir, env)
@@ -46,17 +47,28 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--naive-events", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of b, b1 and d, interleaved; the median is reported")
-    parser.add_argument("--linger", type=float, default=0.005,
-                        help="Faust producer_linger (s) of every worker, the same for all runs")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of b, b1 and d, interleaved; the median is reported",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=0.005,
+        help="Faust producer_linger (s) of every worker, the same for all runs",
+    )
     args = parser.parse_args()
     common = {"BENCH_LINGER": str(args.linger)}
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     with KafkaBroker() as kafka, fake_endpoint(args.latency) as url:
-        print(f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} "
-              f"with {args.latency * 1000:g} ms latency; producer_linger {args.linger:g} s; "
-              f"logs in {workdir}", flush=True)
+        print(
+            f"Kafka {kafka.version} at {kafka.bootstrap}; endpoint {url} "
+            f"with {args.latency * 1000:g} ms latency; producer_linger {args.linger:g} s; "
+            f"logs in {workdir}",
+            flush=True,
+        )
         runs: dict[str, list[float]] = {"b": [], "b1": [], "d": []}
         # Warm the broker's JIT (and the page cache) first: the first runs on a
         # fresh broker are up to a third slower, whatever they measure.
@@ -65,9 +77,18 @@ def main() -> None:
         a = through_kafka(kafka, "naive", args.naive_events, url, workdir, **common)
         for _ in range(args.repeat):
             runs["d"].append(through_kafka(kafka, "bare", args.events, url, workdir, **common))
-            runs["b"].append(through_kafka(kafka, "infer", args.events, url, workdir,
-                                           BENCH_BATCH="16", BENCH_BATCH_TIMEOUT="0.01",
-                                           **common))
+            runs["b"].append(
+                through_kafka(
+                    kafka,
+                    "infer",
+                    args.events,
+                    url,
+                    workdir,
+                    BENCH_BATCH="16",
+                    BENCH_BATCH_TIMEOUT="0.01",
+                    **common,
+                )
+            )
             runs["b1"].append(through_kafka(kafka, "infer", args.events, url, workdir, **common))
             print("  " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items()), flush=True)
     b, b1, d = (statistics.median(runs[k]) for k in ("b", "b1", "d"))
@@ -85,8 +106,10 @@ def main() -> None:
     for key, what, value in rows:
         print(f"| {key} | {what} | {value:,.0f} | {value / limit:.2f} |")
     print()
-    print(f"min(c, d) = {limit:,.0f}/s;  b / min(c, d) = {b / limit:.2f} (target >= 0.9);  "
-          f"b / a = {b / a:.1f} (target >= 15);  b1 / min(c, d) = {b1 / limit:.2f}")
+    print(
+        f"min(c, d) = {limit:,.0f}/s;  b / min(c, d) = {b / limit:.2f} (target >= 0.9);  "
+        f"b / a = {b / a:.1f} (target >= 15);  b1 / min(c, d) = {b1 / limit:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ background embeddings .venv/bin/python -m devtools.embeddings setup
 # The /inference/ page's browser test: Playwright drives Debian's chromium (executable_path).
 background chromium bash -c "command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }"
 echo "== lint, types, docs (while the services install)"
-.venv/bin/ruff check faust_inference tests examples benchmarks devtools
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy faust_inference devtools
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
 .venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules faust_inference

@@ -345,11 +345,12 @@ async def test_a_missing_fallback_fails_the_call_instead_of_hanging():
     def lookup(name):
         raise ModelNotFound(f"no model named {name!r}")
 
-    settings = ModelSettings(name="p", provider="fake", retries=0, fallback="gone",
-                             batch_timeout=0)
+    settings = ModelSettings(name="p", provider="fake", retries=0, fallback="gone", batch_timeout=0)
     runner = InferenceRunner(
-        FakeProvider(fail_on=lambda _: ServerError("down", status=503)), settings,
-        clock=FakeClock(), fallback=lookup,
+        FakeProvider(fail_on=lambda _: ServerError("down", status=503)),
+        settings,
+        clock=FakeClock(),
+        fallback=lookup,
     )
     with pytest.raises(ServerError):
         await asyncio.wait_for(runner.predict(1), 5)

@@ -1,10 +1,10 @@
-"""Flink SQL ``ML_PREDICT`` and faust-inference, side by side, repeated.
+"""Flink SQL ``ML_PREDICT`` and faust-inference, one after the other, repeated.
 
     .venv/bin/python benchmarks/flink/run.py [--smoke] [--repeat 3] [--lock /work/bench.lock]
-                                             [--label after]
+                                             [--together] [--label after]
 
-Both systems read the same events from Kafka, call an OpenAI-compatible endpoint
-and write their results to Kafka, on the same broker and machine:
+Both systems read the same kind of events from Kafka, call an OpenAI-compatible
+endpoint and write their results to Kafka, on the same broker and machine:
 
 * Flink 2.3 (PyFlink's local mini-cluster, parallelism 1, checkpoints every
   second, at-least-once into Kafka): ``job.py``, ``ML_PREDICT`` with the
@@ -13,47 +13,52 @@ and write their results to Kafka, on the same broker and machine:
   ``@infer`` with ``max_concurrency`` = the cap; embeddings in batches of up to
   16 (Flink's provider sends one row per request), chat one per request.
 
-Each system has its own fixed-latency test double (``devtools.fake_endpoint``,
-a process each, so its counters are that system's) at 20 ms and 100 ms; caps 10
-and 50 (and 5 at 20 ms: Flink's effective cap); tasks embedding and chat. Per
-setting both systems are started, each on its own pair of topics (4 partitions
-in, 1 out), and:
+Settings: a fixed-latency test double (``devtools.fake_endpoint``, its own
+process, started for each system's turn so its counters are that system's) at
+20 ms and 100 ms; caps 10 and 50 (and 5 at 20 ms: Flink's effective cap); tasks
+embedding and chat. **Per setting each system takes its turn alone** (the
+default design): it is started on its own pair of topics (4 partitions in, 1
+out), measured, and stopped before the other one starts, so neither competes
+with the other for the two cores. Each turn:
 
-1. **warm-up**: events to both, until all came out (start-up, JIT, connections);
-2. **events/s**: a burst to Flink alone, then one to ours alone (the other one
-   idles), the output rate over the middle 80% of arrivals;
-3. **p50/p99 latency**: ``paced_events`` (2,000) events paced at half Flink's
-   burst rate in this setting, to **both systems at once**: one producer writes
-   each event to both input topics at the same moment (the order of the two
-   copies alternating), and a reader per output topic takes the result's
-   arrival minus the producer's timestamp in the event;
-4. **requests**, **peak in flight** (each system's endpoint's counters), **CPU s**
-   (the system's processes, over its own burst and the paced phase) and **peak
-   MB** (the highest RSS of its processes, sampled throughout).
+1. **warm-up**: 50 events, until all came out (start-up, JIT, connections);
+2. **events/s**: a burst, the output rate over the middle 80% of arrivals;
+3. **p50/p99 latency**: ``paced_events`` (2,000) events at a fixed pace, the
+   same for both systems: 100/s at 20 ms, 25/s at 100 ms (half Flink's measured
+   burst rate there; ``schedule.paced_rate`` says why fixed); a reader of the
+   output topic takes the result's arrival minus the producer's timestamp in the
+   event (one clock, one reader process, the same for both systems);
+4. **requests**, **peak in flight** (the endpoint's counters), **CPU s** (the
+   system's processes, over its burst and the paced phase) and **peak MB** (the
+   highest RSS of its processes, sampled throughout).
 
-Why the paced phase runs both systems together: its p99 is the 20th worst of
-2,000 events, so it needs 2,000 events per system and setting, which at 100 ms
-(Flink's burst about 49/s, paced at about 25/s) is 80 s. One after the other,
-ten settings would take about 27 minutes a run; together about 13. Running them
-together also puts both under the same load from the rest of the machine at the
-same moments (the shared 2-core box's load is what moved earlier p99s 2-3x).
-The cost: each system's latency includes the other's CPU, and Flink's is the
-larger (in the paced phase 0.3-0.5 of a core against ours' 0.15-0.35, measured
-on a loaded box), so the bias, if any, is against ours. Pacing stays at half
-Flink's rate rather than higher: Flink has 5 requests in flight whatever its
-cap, so at 100 ms it saturates near 50/s, and queueing at a higher fraction
-would inflate Flink's tail, not measure it.
+Which system goes first alternates per setting and per repeat
+(``schedule.system_order``), so that drift in the machine's load hits both. With
+``--lock PATH`` each setting (both turns, a few minutes) holds ``flock(PATH)``,
+released between settings so that other benchmarks get a turn; the broker's
+start-up holds it too. ``uptime`` is printed before and after each repeat and
+before each setting.
 
-``--repeat N`` runs the whole comparison N times, each on a fresh broker; with
-``--lock PATH`` each repeat holds ``flock(PATH)`` for itself only (other
-benchmarks get a turn between repeats). The summary gives, per setting, the
+``--together`` is the earlier design, kept to compare: both systems started at
+once, bursts one after the other (the other idling), then the paced events
+written to both input topics at the same moment (the order of the two copies
+alternating), at half Flink's burst rate of that setting. On two cores that
+measured the two systems competing for the cores more than either one's latency
+(docs/performance.md, "Against Flink SQL ``ML_PREDICT``").
+
+Why 2,000 paced events: the p99 is then the 20th worst, not the 2nd or 3rd worst of
+a few hundred, which moved 2-3x between runs. A full repeat alone takes about
+20 ms 6 x 2 x (20 s paced + burst + start-up) + 100 ms 4 x 2 x (80 s paced + ...),
+about 25 minutes; ``--together`` about 13-17. ``--repeat N`` runs the whole
+comparison N times, each on a fresh broker. The summary gives, per setting, the
 median of each measure over the runs with its spread (min-max), the ours/Flink
 p99 ratio of every run, and a verdict line, "p99 lower in k of N runs".
 
-A full repeat takes 13-17 minutes (812-999 s measured); ``--smoke`` (one setting, a few hundred
-events, one repeat) under 2 and fails when a system loses events, for CI. The
-tables are printed and, unless ``--smoke`` or a partial run, the summary is
-appended to ``benchmarks/RESULTS.md``.
+``--smoke`` (one setting, a few hundred events, one repeat; under 2 minutes) fails
+when a system loses events, for CI. The tables are printed and, unless
+``--smoke``, ``--no-write`` or a partial run (``--only``, ``--setting``,
+``--profile``, ``--paced-rate``, ``--flink-parallelism``), the summary is appended
+to ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -61,14 +66,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +100,18 @@ import orjson  # noqa: E402 (after the re-exec)
 
 from benchmarks.flink import install, report  # noqa: E402 (after the re-exec)
 from benchmarks.flink.measure import GroupMeter, group_runqueue_wait, percentile  # noqa: E402 (after the re-exec)
+from benchmarks.flink.schedule import (  # noqa: E402 (after the re-exec)
+    FULL,
+    SMOKE,
+    SYSTEMS,
+    Plan,
+    Setting,
+    held,
+    paced_rate,
+    parse_setting,
+    settings,
+    system_order,
+)
 from benchmarks.flink.systems import FlinkJob, Profiler, faust_worker  # noqa: E402 (after the re-exec)
 from benchmarks.flink.traffic import OutputReader, Producer, endpoint_stats  # noqa: E402 (after the re-exec)
 from benchmarks.support import fake_endpoint, rate, unique  # noqa: E402 (after the re-exec)
@@ -104,33 +119,7 @@ from devtools.kafka import KafkaBroker  # noqa: E402 (after the re-exec)
 
 RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 OUR_BATCH = {"embedding": 16, "chat": 1}
-SYSTEMS = ("flink", "faust")
-PACED_FRACTION = 0.5  # of Flink's burst rate: unsaturated, see the module docstring
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How many events each phase sends."""
-
-    warmup: int
-    burst_max: int
-    burst_latencies: float  # a burst is this many endpoint latencies' worth of events
-    paced_events: int
-
-    def burst(self, latency: float) -> int:
-        """Events in the burst: about 8 s of Flink's pace (5 requests in flight)."""
-        return min(self.burst_max, int(self.burst_latencies / max(latency, 1e-3)))
-
-
-FULL = Plan(warmup=50, burst_max=2000, burst_latencies=40, paced_events=2000)
-SMOKE = Plan(warmup=20, burst_max=300, burst_latencies=6, paced_events=200)
-
-
-@dataclass(frozen=True)
-class Setting:
-    task: str
-    latency: float
-    in_flight: int
+PACED_FRACTION = 0.5  # --together: of Flink's burst rate in the setting (unsaturated)
 
 
 @dataclass
@@ -148,6 +137,7 @@ class Side:
     cpu_s: float = 0.0
     paced_cpu_s: float = 0.0
     paced_wait_s: float = 0.0  # run-queue wait of its threads in the paced phase
+    warmup_s: float = 0.0  # from the warm-up's first send to its last result
 
 
 class Bench:
@@ -165,12 +155,30 @@ class Bench:
         self.flink_parallelism = flink_parallelism
         self.venv, self.jars = install.ensure_venv(), install.ensure_jars()
 
+    def alone(self, s: Setting, order: tuple[str, ...], pace: float) -> list[report.Measured]:
+        """Each system of ``order`` in turn, alone: its own endpoint, started and stopped."""
+        rows: list[report.Measured] = []
+        for system in order:
+            with fake_endpoint(s.latency) as url:
+                rows.extend(self.run((system,), s, {system: url}, pace))
+        return sorted(rows, key=lambda m: m.system != "flink")  # Flink's row first
+
+    def together(
+        self, s: Setting, systems: tuple[str, ...], pace: float | None
+    ) -> list[report.Measured]:
+        """Both systems started at once, paced together (the ``--together`` design)."""
+        with contextlib.ExitStack() as endpoints:
+            # One endpoint per system, so that each one's counters are its own.
+            urls = {system: endpoints.enter_context(fake_endpoint(s.latency)) for system in systems}
+            return self.run(systems, s, urls, pace)
+
     def run(
         self, systems: tuple[str, ...], s: Setting, urls: dict[str, str], paced_rate: float | None
     ) -> list[report.Measured]:
         """Start ``systems``, measure them (see the module docstring), stop them."""
         sides: list[Side] = []
         profiler = None
+        began = time.monotonic()
         with contextlib.ExitStack() as stack:
             for system in sorted(systems):  # faust first: it starts while Flink's job does
                 side = self._start(system, s, urls[system], stack)
@@ -179,8 +187,16 @@ class Bench:
                     profiler = Profiler(side.pgid, self.profile / f"{side.log.stem}.txt")
                     stack.callback(profiler.stop)
             sides.sort(key=lambda side: SYSTEMS.index(side.system))  # Flink's burst first
+            started = time.monotonic()
             out = asyncio.run(self._measure(s, sides, paced_rate, profiler))
+            measured = time.monotonic()
         latencies, stages, pace, complete = out
+        print(
+            f"    {'+'.join(side.system for side in sides)}: start-up {started - began:.0f} s, "
+            f"warm-up {', '.join(f'{side.warmup_s:.0f}' for side in sides)} s, "
+            f"measured {measured - started:.0f} s, stop {time.monotonic() - measured:.0f} s",
+            flush=True,
+        )
         self._record(s, latencies, stages)
         print(
             "    paced phase, CPU s / run-queue wait s (per CPU s): "
@@ -293,11 +309,12 @@ class Bench:
             topics = [side.topic_in for side in sides]
 
             warm = range(plan.warmup)
+            began = time.monotonic()
             await producer.burst(topics, warm)
-            complete = {
-                side.system: await readers[side.system].wait_for(warm, timeout=180)
-                for side in sides
-            }
+            complete = {}
+            for side in sides:
+                complete[side.system] = await readers[side.system].wait_for(warm, timeout=180)
+                side.warmup_s = time.monotonic() - began
 
             burst = range(warm.stop, warm.stop + plan.burst(s.latency))
             cpu_before: dict[str, float] = {}
@@ -335,82 +352,99 @@ class Bench:
             return latencies, stages, pace, complete
 
 
-def parse_setting(text: str) -> Setting:
-    """``embedding:20:10`` -> task, endpoint latency in ms, in-flight cap."""
-    task, latency_ms, cap = text.split(":")
-    if task not in OUR_BATCH:
-        raise argparse.ArgumentTypeError(f"task must be one of {sorted(OUR_BATCH)}")
-    return Setting(task, int(latency_ms) / 1000, int(cap))
-
-
-def settings(smoke: bool) -> list[Setting]:
-    """Every combination for the full run; one for the smoke run.
-
-    Cap 5 at 20 ms too: Flink's provider never has more than 5 requests in flight
-    (OkHttp's default per host), so this is the comparison at equal *effective* caps.
-    """
-    if smoke:
-        return [Setting("embedding", 0.02, 10)]
-    return [
-        Setting(task, latency, cap)
-        for latency in (0.02, 0.1)
-        for task in ("embedding", "chat")
-        for cap in ((5, 10, 50) if latency == 0.02 else (10, 50))
-    ]
-
-
-@contextlib.contextmanager
-def held(lock: Path | None) -> Iterator[None]:
-    """Hold ``flock(lock)`` (the same lock as ``flock(1)``'s) for the block; no-op for None."""
-    if lock is None:
-        yield
-        return
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@dataclass(frozen=True)
+@dataclass
 class Repeat:
     """One run of every chosen setting: its rows and the machine's load around it."""
 
-    rows: list[report.Measured]
     load_before: str
-    load_after: str
-    seconds: float
-    kafka: str
+    rows: list[report.Measured] = field(default_factory=list)
+    first: list[str] = field(default_factory=list)  # the system that went first, per setting
+    load_after: str = ""
+    seconds: float = 0.0
+    kafka: str = ""
 
 
-def run_once(args: argparse.Namespace, chosen: list[Setting], plan: Plan, n: int) -> Repeat:
-    """One repeat: a fresh broker, every setting, both systems (or ``--only``)."""
+def _load(uptime: str) -> str:
+    """The three load averages of an ``uptime`` line."""
+    return uptime.rsplit("load average:", 1)[-1].strip()
+
+
+def run_once(
+    args: argparse.Namespace, chosen: list[Setting], plan: Plan, n: int, lock: Path | None
+) -> Repeat:
+    """One repeat: a fresh broker, every setting, each system alone (or ``--together``).
+
+    The lock is held per setting (and for the broker's start-up), never for the
+    whole repeat.
+    """
     systems = SYSTEMS if args.only is None else (args.only,)
     workdir = Path(tempfile.mkdtemp(prefix=f"flink-bench-{n}-"))
-    started, load_before = time.monotonic(), report.uptime()
-    rows: list[report.Measured] = []
-    with KafkaBroker() as kafka, contextlib.ExitStack() as endpoints:
+    started = time.monotonic()
+    repeat = Repeat(load_before=report.uptime())
+    print(f"run {n}: logs in {workdir}; {repeat.load_before}", flush=True)
+    with contextlib.ExitStack() as stack:
+        asked = time.monotonic()
+        with held(lock):
+            got = time.monotonic()
+            kafka = stack.enter_context(KafkaBroker())
+        repeat.kafka = kafka.version
+        print(
+            f"  Kafka {kafka.version} up in {time.monotonic() - got:.0f} s "
+            f"(lock wait {got - asked:.0f} s)",
+            flush=True,
+        )
         bench = Bench(kafka, plan, workdir, args.profile, args.flink_parallelism)
-        print(f"run {n}: Kafka {kafka.version}; logs in {workdir}; {load_before}", flush=True)
-        for latency in sorted({s.latency for s in chosen}):
-            # One endpoint per system, so that each one's counters are its own.
-            urls = {system: endpoints.enter_context(fake_endpoint(latency)) for system in systems}
-            for s in (s for s in chosen if s.latency == latency):
-                measured = bench.run(systems, s, urls, args.paced_rate)
-                rows.extend(measured)
-                print(
-                    f"  {s.task} {latency * 1000:g} ms x{s.in_flight}: "
-                    + ", ".join(
-                        f"{m.system} {m.events_per_s:,.0f}/s p99 {m.p99_ms:.1f} ms"
-                        for m in measured
-                    )
-                    + f" (paced {measured[0].paced_rate:.0f}/s; "
-                    f"{time.monotonic() - started:.0f} s)",
-                    flush=True,
+        for index, s in enumerate(chosen):
+            order = system_order(index, n, systems)
+            asked = time.monotonic()
+            with held(lock):
+                got = time.monotonic()
+                load = _load(report.uptime())
+                if args.together:
+                    measured = bench.together(s, systems, args.paced_rate)
+                else:
+                    measured = bench.alone(s, order, args.paced_rate or paced_rate(s.latency))
+            repeat.rows.extend(measured)
+            first = "both at once" if args.together else f"{order[0]} first"
+            repeat.first.append(first)
+            print(
+                f"  {s.task} {s.latency * 1000:g} ms x{s.in_flight}: "
+                + ", ".join(
+                    f"{m.system} {m.events_per_s:,.0f}/s p99 {m.p99_ms:.1f} ms" for m in measured
                 )
-        version = kafka.version
-    return Repeat(rows, load_before, report.uptime(), time.monotonic() - started, version)
+                + f" (paced {measured[0].paced_rate:.0f}/s; {first}; load before {load}; "
+                f"lock wait {got - asked:.0f} s, setting {time.monotonic() - got:.0f} s, "
+                f"run so far {time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
+    repeat.load_after, repeat.seconds = report.uptime(), time.monotonic() - started
+    print(f"run {n} done in {repeat.seconds:.0f} s; {repeat.load_after}", flush=True)
+    return repeat
+
+
+def _design(args: argparse.Namespace, plan: Plan) -> str:
+    """One paragraph for RESULTS.md: what was sent to whom."""
+    common = (
+        f"Flink 2.3.0 (flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), "
+        f"parallelism {args.flink_parallelism}; events per setting and run: {plan.warmup} "
+        f"warm-up, a burst of {plan.burst(0.02)} (20 ms) or {plan.burst(0.1)} (100 ms) "
+    )
+    if args.together:
+        how = (
+            f"to each system alone (the other idling), then {plan.paced_events} paced at "
+            f"{PACED_FRACTION:g} x Flink's burst rate to both at once."
+        )
+    else:
+        how = (
+            f"and {plan.paced_events} paced at {paced_rate(0.02):g}/s (20 ms) or "
+            f"{paced_rate(0.1):g}/s (100 ms), to each system alone (the other stopped), "
+            "the order alternating per setting and run."
+        )
+    return (
+        common
+        + how
+        + " Cells: median (min-max) over the runs; the ratio row's p99 is each run's ours/Flink."
+    )
 
 
 def main() -> int:
@@ -421,10 +455,24 @@ def main() -> int:
     parser.add_argument(
         "--lock",
         type=Path,
-        help="hold flock(LOCK) during each repeat, released between them (/work/bench.lock)",
+        help="hold flock(LOCK) during each setting, released between them (/work/bench.lock)",
     )
     parser.add_argument("--label", default="", help="names the run in RESULTS.md ('before', ...)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    design = parser.add_mutually_exclusive_group()
+    design.add_argument(
+        "--alone",
+        dest="together",
+        action="store_false",
+        help="each system alone per setting, the order alternating (the default)",
+    )
+    design.add_argument(
+        "--together",
+        dest="together",
+        action="store_true",
+        help="the earlier design: both systems at once, paced at half Flink's burst rate",
+    )
+    parser.set_defaults(together=False)
     parser.add_argument(
         "--setting",
         type=parse_setting,
@@ -441,8 +489,8 @@ def main() -> int:
     parser.add_argument(
         "--paced-rate",
         type=float,
-        help="events/s of the latency phase (default: half Flink's burst rate, "
-        "or half our own with --only faust)",
+        help="events/s of the latency phase (default: 100 at 20 ms, 25 at 100 ms; "
+        "with --together half Flink's burst rate, or half our own with --only faust)",
     )
     parser.add_argument(
         "--profile",
@@ -460,8 +508,7 @@ def main() -> int:
     install.ensure_venv(), install.ensure_jars()  # outside the lock: not a measurement
     repeats: list[Repeat] = []
     for n in range(1, args.repeat + 1):
-        with held(args.lock):
-            repeats.append(run_once(args, chosen, plan, n))
+        repeats.append(run_once(args, chosen, plan, n, args.lock))
         print("\n" + report.render(repeats[-1].rows), flush=True)
     runs = [r.rows for r in repeats]
     text = "\n".join(
@@ -469,16 +516,10 @@ def main() -> int:
             f"Machine: {report.machine()}",
             *(
                 f"Run {n}: {r.seconds:.0f} s, Kafka {r.kafka}; load before `{r.load_before}`; "
-                f"after `{r.load_after}`"
+                f"after `{r.load_after}`; per setting: {', '.join(r.first)}"
                 for n, r in enumerate(repeats, 1)
             ),
-            f"Flink 2.3.0 (flink-model-openai 2.3.0, Kafka connector 5.0.0-2.2), "
-            f"parallelism {args.flink_parallelism}; "
-            f"events per setting and run: {plan.warmup} warm-up, a burst of "
-            f"{plan.burst(0.02)} (20 ms) or {plan.burst(0.1)} (100 ms) to each system alone, "
-            f"then {plan.paced_events} paced at {PACED_FRACTION:g} x Flink's burst rate to both "
-            "at once. Cells: median (min-max) over the runs; the ratio row's p99 is each "
-            "run's ours/Flink.",
+            _design(args, plan),
             "",
             report.summarize(runs),
             "",
@@ -486,10 +527,15 @@ def main() -> int:
         ]
     )
     print("\n" + text)
-    partial = args.only or args.setting or args.profile or args.flink_parallelism != 1
+    partial = (
+        args.only or args.setting or args.profile or args.paced_rate or args.flink_parallelism != 1
+    )
     if not (args.smoke or args.no_write or partial):
+        design_name = "both systems at once" if args.together else "each system alone"
         label = f" ({args.label})" if args.label else ""
-        title = f"## Flink SQL ML_PREDICT vs faust-inference, {len(runs)} runs{label}"
+        title = (
+            f"## Flink SQL ML_PREDICT vs faust-inference, {len(runs)} runs, {design_name}{label}"
+        )
         with RESULTS.open("a") as out:
             if out.tell() == 0:
                 out.write("# Benchmark results\n\nWritten by the benchmark scripts; newest last.\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import subprocess
@@ -30,7 +31,16 @@ from benchmarks.flink.report import (
     targets,
     verdicts,
 )
-from benchmarks.flink.run import held
+from benchmarks.flink.schedule import (
+    FULL,
+    SMOKE,
+    Setting,
+    held,
+    paced_rate,
+    parse_setting,
+    settings,
+    system_order,
+)
 from benchmarks.flink.traffic import OutputReader, copy_order, event_text
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -204,3 +214,39 @@ def test_runqueue_wait_sums_every_thread_of_the_group(tmp_path: Path) -> None:
             task.mkdir(parents=True)
             (task / "schedstat").write_text(f"1 {int(wait * 1e9)} 3\n")
     assert group_runqueue_wait(10, tmp_path) == pytest.approx(1.5)
+
+
+def test_order_alternates_per_setting_and_per_repeat() -> None:
+    runs = [[system_order(i, n)[0] for i in range(10)] for n in (1, 2, 3)]
+    assert runs[0][:4] == ["flink", "faust", "flink", "faust"]
+    for n in range(2):  # the same setting flips from one repeat to the next
+        assert all(a != b for a, b in zip(runs[n], runs[n + 1], strict=True))
+    for i in range(10):  # both systems always take a turn, each once
+        assert sorted(system_order(i, 1)) == ["faust", "flink"]
+    assert system_order(3, 2, ("faust",)) == ("faust",)  # --only
+
+
+def test_pace_is_half_flinks_rate_and_the_same_for_both_systems() -> None:
+    assert paced_rate(0.02) == 100.0
+    assert paced_rate(0.1) == 25.0
+    # another latency: half of Flink's 5 in flight over latency + 5 ms
+    assert paced_rate(0.045) == pytest.approx(50.0)
+    assert paced_rate(0.2) < paced_rate(0.1)
+
+
+def test_full_run_has_ten_settings_and_2000_paced_events() -> None:
+    full = settings(smoke=False)
+    assert len(full) == 10 and len(set(full)) == 10
+    assert sum(s.latency == 0.02 for s in full) == 6
+    assert {s.in_flight for s in full if s.latency == 0.1} == {10, 50}
+    assert FULL.paced_events == 2000 and SMOKE.paced_events < FULL.paced_events
+    assert settings(smoke=True) == [Setting("embedding", 0.02, 10)]
+    assert (FULL.burst(0.02), FULL.burst(0.1)) == (2000, 400)
+
+
+def test_parse_setting_names_the_fix() -> None:
+    assert parse_setting("chat:100:50") == Setting("chat", 0.1, 50)
+    with pytest.raises(argparse.ArgumentTypeError, match="task must be one of"):
+        parse_setting("rerank:20:5")
+    with pytest.raises(argparse.ArgumentTypeError, match="task:latency_ms:cap"):
+        parse_setting("chat:20")

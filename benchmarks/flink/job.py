@@ -16,6 +16,7 @@ match the faust-inference worker it is compared with (see ``SETTINGS``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def statements(args: argparse.Namespace) -> list[str]:
         "'format' = 'json'"
     )
     output = OUTPUT_TYPE[args.task]
+    sink = ""
+    if args.linger_ms is not None:  # else the Kafka client's default (5 ms in 4.x)
+        sink = f", 'properties.linger.ms' = '{args.linger_ms}'"
     model_options = (
         f"'provider' = 'openai', "
         f"'endpoint' = '{args.endpoint}/{ENDPOINT_SUFFIX[args.task]}', "
@@ -47,7 +51,7 @@ def statements(args: argparse.Namespace) -> list[str]:
             'topic' = '{args.source}', 'properties.group.id' = '{args.source}-flink',
             'scan.startup.mode' = 'earliest-offset')""",
         f"""CREATE TABLE snk (id BIGINT, ts DOUBLE, output {output}) WITH ({kafka},
-            'topic' = '{args.sink}', 'sink.delivery-guarantee' = 'at-least-once')""",
+            'topic' = '{args.sink}', 'sink.delivery-guarantee' = 'at-least-once'{sink})""",
         f"""CREATE MODEL m INPUT (input STRING) OUTPUT (output {output})
             WITH ({model_options})""",
         f"""INSERT INTO snk SELECT id, ts, output
@@ -55,6 +59,12 @@ def statements(args: argparse.Namespace) -> list[str]:
                             MAP['async', 'true',
                                 'max-concurrent-operations', '{args.in_flight}'])""",
     ]
+
+
+def _linger_ms_from_env() -> int | None:
+    """``FLINK_BENCH_PRODUCER_LINGER`` (seconds), the knob faust_app.py reads, in ms."""
+    seconds = os.environ.get("FLINK_BENCH_PRODUCER_LINGER")
+    return None if seconds in (None, "") else round(float(seconds) * 1000)
 
 
 def main() -> int:
@@ -72,6 +82,13 @@ def main() -> int:
         "--checkpoint-interval",
         default="1 s",
         help="Faust commits offsets every second in the benchmark; '0' disables",
+    )
+    p.add_argument(
+        "--linger-ms",
+        type=int,
+        default=_linger_ms_from_env(),
+        help="the sink producer's linger.ms (default: FLINK_BENCH_PRODUCER_LINGER in "
+        "seconds, as faust_app.py reads it, else the Kafka client's own default, 5 ms)",
     )
     args = p.parse_args()
 

@@ -202,9 +202,13 @@ def _design(args: argparse.Namespace, plan: Plan) -> str:
             f"{paced_rate(0.1):g}/s (100 ms), to each system alone (the other stopped), "
             "the order alternating per setting and run."
         )
+    knobs = " ".join(
+        f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("FLINK_BENCH_")
+    )
     return (
         common
         + how
+        + (f" Experiment knobs set: {knobs}." if knobs else "")
         + " Cells: median (min-max) over the runs; the ratio row's p99 is each run's ours/Flink."
     )
 

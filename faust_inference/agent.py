@@ -47,7 +47,7 @@ from faust_inference.stream_guard import (
 
 if TYPE_CHECKING:
     from faust.streams import Stream
-    from faust.types import AppT, TopicT
+    from faust.types import AppT, ConsumerT, Message, TopicT
 
 __all__ = ["infer"]
 
@@ -209,6 +209,7 @@ def _stream_inference(
             await check_before_consuming(app, stream, model)
         except ConfigurationError as exc:
             await _halt(app, exc)
+        consumer = app.consumer
         async for event in manual.events():
             message = event.message
             if cache is not None and message.topic not in checked:
@@ -237,6 +238,7 @@ def _stream_inference(
                 key=event.key,
                 partition=message.partition,
                 offset=message.offset,
+                backlog=_backlog(consumer, message),
             )
 
     async def ack(envelope: Envelope[Any]) -> None:
@@ -257,6 +259,21 @@ def _stream_inference(
     if guard is not None:
         guard.watch(pipeline)
     return pipeline
+
+
+def _backlog(consumer: ConsumerT, message: Message) -> int:
+    """Records after ``message`` already in its partition: the consumer's lag there.
+
+    Read from the consumer's last fetch (no request to the broker), so it
+    costs a lookup per event. Zero when unknown: nothing waits then.
+    """
+    try:
+        highwater = consumer.highwater(message.tp)
+    except Exception:  # the partition was just revoked, or no fetch yet
+        return 0
+    if not highwater:
+        return 0
+    return max(0, highwater - message.offset - 1)
 
 
 class _DeadLetterSender:

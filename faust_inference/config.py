@@ -296,7 +296,10 @@ class ModelSettings(_Frozen):
     1 turns batching off."""
     batch_timeout: float = Field(0.005, ge=0, le=60)
     """Longest wait, in seconds, for a batch to fill before it is sent; only while
-    events arrive closer together than this (at a trickle nothing waits)."""
+    events arrive closer together than this (at a trickle nothing waits). Behind the
+    stream (the partition's consumer lag covers the rest of the batch) a batch keeps
+    filling while events arrive within this of each other: at most ``batch_size`` x
+    ``batch_timeout`` in all. 0 sends whatever is queued at once."""
     timeout: float = Field(10.0, gt=0, le=3600)
     """Per-request timeout in seconds, each attempt separately."""
     max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)

@@ -163,7 +163,12 @@ class ResultCache:
         return self._prefix + cache_digest(value)
 
     def submit(
-        self, value: Any, partition: int | None = None, *, patient: bool = True
+        self,
+        value: Any,
+        partition: int | None = None,
+        *,
+        patient: bool = True,
+        backlog: int = 0,
     ) -> asyncio.Future[Outcome]:
         """Like :meth:`InferenceRunner.submit`, answered from the store when possible.
 
@@ -205,7 +210,7 @@ class ResultCache:
             if shared is not None:
                 self.coalesced += 1
                 return shared
-        future = self.runner.submit(value, patient=patient)
+        future = self.runner.submit(value, patient=patient, backlog=backlog)
         if self.settings.coalesce:
             self._inflight[key] = future
         future.add_done_callback(functools.partial(self._completed, key, partition))

@@ -53,6 +53,9 @@ class Envelope(Generic[H]):
         error: why this event failed before it reached the pipeline (its
             record could not be decoded, say): it is handed out, or
             dead-lettered, in its place in the lane, like any failed event.
+        backlog: events known to wait behind this one at the source (its
+            partition's consumer lag); batches fill from them while the
+            stream is behind (see :mod:`faust_inference.core.runner`).
     """
 
     value: Any
@@ -62,6 +65,7 @@ class Envelope(Generic[H]):
     partition: int | None = None
     offset: int | None = None
     error: BaseException | None = None
+    backlog: int = 0
 
 
 class _Entry:
@@ -270,9 +274,9 @@ class StreamInference(Generic[H]):
                 if self._route is not None:
                     future, entry.settings, entry.variant = self._route(envelope, value)
                 elif cache is None:
-                    future = runner.submit(value)
+                    future = runner.submit(value, backlog=envelope.backlog)
                 else:
-                    future = cache.submit(value, envelope.partition)
+                    future = cache.submit(value, envelope.partition, backlog=envelope.backlog)
                 entry.future = future
                 future.add_done_callback(functools.partial(self._on_outcome, entry))
         except Exception as exc:

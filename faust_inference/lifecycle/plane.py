@@ -99,7 +99,7 @@ def stream_router(app: Any, model: Any) -> Route | None:
         runner = model.runner
 
         def route_pinned(envelope: Any, value: Any) -> tuple[Any, ModelSettings, str | None]:
-            return runner.submit(value), runner.settings, "pinned"
+            return runner.submit(value, backlog=envelope.backlog), runner.settings, "pinned"
 
         return route_pinned
     plane = getattr(app, "inference_lifecycle", None)
@@ -116,9 +116,9 @@ def stream_router(app: Any, model: Any) -> Route | None:
             position = f"{envelope.lane}@{envelope.offset}".encode()
         version, variant, runner = plane.route(name, position)
         if runner is own and cache is not None:
-            future = cache.submit(value, envelope.partition)
+            future = cache.submit(value, envelope.partition, backlog=envelope.backlog)
         else:
-            future = runner.submit(value)
+            future = runner.submit(value, backlog=envelope.backlog)
         copy_to = plane.shadow_of(name, position)
         if copy_to is not None and copy_to.settings.version != runner.settings.version:
             shadow.copy(copy_to, version, value, future, task, runner)

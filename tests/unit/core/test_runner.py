@@ -98,6 +98,54 @@ async def test_at_a_trickle_inputs_go_out_without_waiting_for_company():
 
 
 @pytest.mark.asyncio
+async def test_behind_the_stream_a_batch_keeps_filling_past_batch_timeout():
+    clock = FakeClock()
+    provider = FakeProvider()
+    runner = make_runner(provider, clock, batch_size=8, batch_timeout=0.05)
+    # A backlog of 100 at the source; the worker reads one every 0.03 s.
+    futures = []
+    for i in range(8):
+        futures.append(runner.submit(i, backlog=100 - i))
+        if i < 7:
+            await clock.advance(0.03)
+            assert provider.batches == [], f"sent after {clock.now:.2f} s with the backlog waiting"
+    await asyncio.gather(*futures)
+    # 0.21 s, four times batch_timeout: one full batch instead of five small ones.
+    assert provider.batches == [list(range(8))]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_behind_the_stream_a_batch_goes_once_inputs_stop_coming():
+    clock = FakeClock()
+    provider = FakeProvider()
+    runner = make_runner(provider, clock, batch_size=8, batch_timeout=0.05)
+    first = runner.submit(1, backlog=50)
+    await clock.advance(0.03)
+    second = runner.submit(2, backlog=49)
+    await clock.advance(0.049)
+    assert provider.batches == []  # the last input came 0.049 s ago: more may come
+    await clock.advance(0.002)  # quiet for batch_timeout: the reader is stuck elsewhere
+    await asyncio.gather(first, second)
+    assert provider.batches == [[1, 2]]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_smaller_than_the_rest_of_the_batch_does_not_extend_the_wait():
+    clock = FakeClock()
+    provider = FakeProvider()
+    runner = make_runner(provider, clock, batch_size=8, batch_timeout=0.05)
+    futures = [runner.submit(1, backlog=3)]
+    await clock.advance(0.03)
+    futures.append(runner.submit(2, backlog=2))  # 2 behind, 6 missing: it cannot fill
+    await clock.advance(0.02)  # batch_timeout after the first
+    await asyncio.gather(*futures)
+    assert provider.batches == [[1, 2]]
+    await runner.aclose()
+
+
+@pytest.mark.asyncio
 async def test_provider_batch_limit_caps_the_batch_size():
     provider = FakeProvider(max_batch_size=1)
     runner = make_runner(provider, batch_size=16)

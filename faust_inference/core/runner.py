@@ -306,7 +306,7 @@ class InferenceRunner:
                     len(queue) < size
                     and wait > 0
                     and not queue[0].solo
-                    and (self._arrival_gap < wait or self._backlog)
+                    and (self._arrival_gap < wait or self._backlog >= size - len(queue))
                 ):
                     # Waiting for company only pays when company is expected
                     # within the wait: at a trickle (inputs further apart than

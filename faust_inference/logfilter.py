@@ -20,7 +20,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["KAFKA_LOGGERS", "RepeatCollapser", "collapse_repeats", "end_spinner_debug"]
+__all__ = [
+    "KAFKA_LOGGERS",
+    "RepeatCollapser",
+    "collapse_repeats",
+    "end_spinner_debug",
+    "end_spinner_debug_after_start",
+]
 
 KAFKA_LOGGERS = (
     "aiokafka",

@@ -29,7 +29,8 @@ without it, no consistent change; ``producer_linger=0`` (Faust's default): 1.32,
 events/s.
 
 ``FLINK_BENCH_PRODUCER_LINGER`` (seconds, default 0.005) is Faust's
-``producer_linger``, for trying its cost in latency.
+``producer_linger``, for trying its cost in latency; ``job.py`` reads the same
+variable for Flink's sink (``linger.ms``), so both systems change together.
 
 Two experiment knobs, off by default, try the profile's findings without
 touching the library (see docs/performance.md):

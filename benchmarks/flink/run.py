@@ -47,9 +47,10 @@ measured the two systems competing for the cores more than either one's latency
 (docs/performance.md, "Against Flink SQL ``ML_PREDICT``").
 
 Why 2,000 paced events: the p99 is then the 20th worst, not the 2nd or 3rd worst of
-a few hundred, which moved 2-3x between runs. A full repeat alone takes about
-20 ms 6 x 2 x (20 s paced + burst + start-up) + 100 ms 4 x 2 x (80 s paced + ...),
-about 25 minutes; ``--together`` about 13-17. ``--repeat N`` runs the whole
+a few hundred, which moved 2-3x between runs. A full repeat measures for about 21
+minutes (each 20 ms setting 74-90 s, each 100 ms one 192-213 s, both turns and
+start-ups included); with other benchmarks taking turns at the lock it took 29-36
+minutes on 2026-11-29. ``--together`` takes 13-17 minutes. ``--repeat N`` runs the whole
 comparison N times, each on a fresh broker. The summary gives, per setting, the
 median of each measure over the runs with its spread (min-max), the ours/Flink
 p99 ratio of every run, and a verdict line, "p99 lower in k of N runs".

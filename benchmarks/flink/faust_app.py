@@ -30,7 +30,8 @@ events/s.
 
 ``FLINK_BENCH_PRODUCER_LINGER`` (seconds, default 0.005) is Faust's
 ``producer_linger``, for trying its cost in latency; ``job.py`` reads the same
-variable for Flink's sink (``linger.ms``), so both systems change together.
+variable for Flink's sink (``linger.ms``), so both systems change together, unless
+``FLINK_BENCH_FLINK_LINGER`` (seconds) sets Flink's alone.
 
 Two experiment knobs, off by default, try the profile's findings without
 touching the library (see docs/performance.md):

@@ -62,8 +62,17 @@ def statements(args: argparse.Namespace) -> list[str]:
 
 
 def _linger_ms_from_env() -> int | None:
-    """``FLINK_BENCH_PRODUCER_LINGER`` (seconds), the knob faust_app.py reads, in ms."""
-    seconds = os.environ.get("FLINK_BENCH_PRODUCER_LINGER")
+    """Flink's sink ``linger.ms``, in ms, from the environment (None: the client's default).
+
+    ``FLINK_BENCH_FLINK_LINGER`` (seconds) if set, else ``FLINK_BENCH_PRODUCER_LINGER``,
+    the knob faust_app.py reads.
+
+    The first lets each system run at its own default (Faust 0, Kafka's client 5 ms):
+    ``FLINK_BENCH_PRODUCER_LINGER=0 FLINK_BENCH_FLINK_LINGER=0.005``.
+    """
+    seconds = os.environ.get("FLINK_BENCH_FLINK_LINGER") or os.environ.get(
+        "FLINK_BENCH_PRODUCER_LINGER"
+    )
     return None if seconds in (None, "") else round(float(seconds) * 1000)
 
 

@@ -8,7 +8,6 @@ are in flight.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from faust_inference.connections import Connection
+from faust_inference.connections import Connection, usable_name
 
 __all__ = [
     "CacheSettings",
@@ -36,8 +35,6 @@ __all__ = [
 ]
 
 Task = Literal["classification", "regression", "embedding", "text_generation"]
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # faust_inference.providers imports this module, so its redaction helpers
 # (pure functions) are imported where they are used, never at import time.
@@ -353,12 +350,7 @@ class ModelSettings(_Frozen):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a usable model name: use letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit"
-            )
-        return value
+        return usable_name(value, "model")
 
     @field_validator("retries", mode="before")
     @classmethod

@@ -133,12 +133,7 @@ class Connection(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a usable connection name: use letters, digits, '.', '_' "
-                "or '-', starting with a letter or digit"
-            )
-        return value
+        return usable_name(value, "connection")
 
     @model_validator(mode="after")
     def _check(self) -> Connection:
@@ -318,6 +313,20 @@ def _build(fields: Mapping[str, Any], source: str) -> Connection:
         )
         name = fields.get("name", "?")
         raise ConfigurationError(f"connection {name!r} ({source}): {problems}") from None
+
+
+def usable_name(value: str, kind: str) -> str:
+    """``value`` if it can name a ``kind`` (a model, a connection): in URLs, topics, variables.
+
+    Raises:
+        ValueError: for a pydantic validator; the message lists what is allowed.
+    """
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a usable {kind} name: use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def _env_name(name: str) -> str:

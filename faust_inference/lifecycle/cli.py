@@ -39,7 +39,7 @@ from faust_inference.exceptions import ConfigurationError, InferenceError
 from faust_inference.lifecycle.control import ControlClient
 from faust_inference.lifecycle.routing import Change, RoutingState
 
-__all__ = ["ACTIONS", "USAGE", "allow_options", "parse", "run_action"]
+__all__ = ["ACCEPTED", "ACTIONS", "USAGE", "allow_options", "parse", "run_action"]
 
 ACTIONS = frozenset(
     {"list", "switch", "split", "shadow", "rollout", "rollback", "stats", "history", "evaluate"}

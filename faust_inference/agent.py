@@ -84,6 +84,19 @@ def infer(
         A decorator for an agent function taking the results iterator; put it
         below ``@app.agent(...)``.
     """
+    if not isinstance(model, RemoteModel):
+        raise ConfigurationError(
+            f"infer() takes the model app.model(...) returned, got {type(model).__name__} "
+            f"{model!r}: write 'fraud = app.model(\"fraud\", ...)' and then '@infer(fraud)'"
+            + (f" (or @infer(app.inference[{model!r}]))" if isinstance(model, str) else "")
+        )
+    if max_pending is not None and (
+        isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1
+    ):
+        raise ConfigurationError(
+            f"infer({model.name!r}, max_pending={max_pending!r}): max_pending must be a "
+            "positive int (events read ahead of the agent), or None for the default"
+        )
     settings = model.settings
     pending = max_pending or max(64, 2 * settings.max_concurrency * model.runner.batch_size)
 

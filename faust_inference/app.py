@@ -189,6 +189,9 @@ class ModelRegistry:
     def register(self, name: str, /, **settings: Any) -> RemoteModel: ...
 
     @overload
+    def register(self, /, *, name: str, **settings: Any) -> RemoteModel: ...
+
+    @overload
     def register(
         self, name: None = None, /, **settings: Any
     ) -> Callable[[Callable[[Any], Any]], RemoteModel]: ...
@@ -200,12 +203,22 @@ class ModelRegistry:
 
         Keyword arguments are :class:`~faust_inference.config.ModelSettings`
         fields; any other keyword is a provider option (``input_name=`` ...),
-        checked by that provider.
+        checked by that provider. The name may also be given as ``name=``,
+        as pydantic-minded users write it; it then registers at once, as the
+        positional form does.
 
         Raises:
             ConfigurationError: an invalid setting, an unknown provider or
                 option, a missing API key, or a name already registered.
         """
+        if name is None and "name" in settings:
+            given = settings.pop("name")
+            if not isinstance(given, str):
+                raise ConfigurationError(
+                    f"app.model(name=...) must be a string, got {type(given).__name__}; "
+                    "for example app.model('fraud', provider='kserve', ...)"
+                )
+            name = given
         if name is None:
 
             def decorator(fun: Callable[[Any], Any]) -> RemoteModel:

@@ -8,7 +8,6 @@ are in flight.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from faust_inference.connections import Connection
+from faust_inference.connections import Connection, usable_name
 
 __all__ = [
     "CacheSettings",
@@ -37,11 +36,16 @@ __all__ = [
 
 Task = Literal["classification", "regression", "embedding", "text_generation"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# faust_inference.providers imports this module, so its redaction helpers
+# (pure functions) are imported where they are used, never at import time.
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # hide_input_in_errors: a ValidationError's text would otherwise quote the
+    # input (an api_key, a Connection's AWS keys, a header) next to the problem.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
 
 class RetrySettings(_Frozen):
@@ -315,7 +319,10 @@ class ModelSettings(_Frozen):
     api_key_env: str | None = None
     """Environment variable holding the API key, read at registration."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra, non-secret request headers."""
+    """Extra request headers. The values of auth-like ones (``Authorization``,
+    ``Proxy-Authorization``, ``X-Api-Key``, ``Api-Key``, and any name containing
+    ``token``, ``secret``, ``key`` or ``auth``, in any case) are treated as
+    secrets: masked in the repr and scrubbed from errors and dead letters."""
     fallback: str | None = None
     """Name of a registered model to ask when this one finally fails."""
     default_output: Any = None
@@ -343,11 +350,7 @@ class ModelSettings(_Frozen):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a usable model name: use letters, digits, '.', '_' or '-'"
-            )
-        return value
+        return usable_name(value, "model")
 
     @field_validator("retries", mode="before")
     @classmethod
@@ -387,9 +390,16 @@ class ModelSettings(_Frozen):
     @field_validator("endpoints")
     @classmethod
     def _check_endpoints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from faust_inference.providers.redaction import redact_url
+
         urls = tuple(cls._check_endpoint(v) or "" for v in value)
-        if len(set(urls)) != len(urls):
-            raise ValueError(f"endpoint lists a URL twice: {list(urls)}")
+        twice = sorted({redact_url(u) for u in urls if urls.count(u) > 1})
+        if twice:
+            # Shown without userinfo or query: a URL's password is a credential.
+            raise ValueError(
+                f"endpoint lists {', '.join(repr(u) for u in twice)} more than once: "
+                "give each replica's URL once"
+            )
         return urls
 
     @field_validator("endpoint")
@@ -398,7 +408,13 @@ class ModelSettings(_Frozen):
         if value is None:
             return None
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"endpoint must start with http:// or https://, got {value!r}")
+            from faust_inference.providers.redaction import redact_url
+
+            # Shown without userinfo or query: a URL's password is a credential.
+            raise ValueError(
+                f"endpoint must start with http:// or https://, got {redact_url(value)!r}: "
+                "write it as http://host:port/... or https://host/..."
+            )
         if "?" in value or "#" in value:
             # Providers append paths to the endpoint: a query would swallow them
             # (the request goes to the server root), and query keys leak into logs.
@@ -432,5 +448,12 @@ class ModelSettings(_Frozen):
 
     def __repr_args__(self) -> Any:
         # SecretStr already masks the key; drop it altogether so that a repr
-        # does not even say whether one is set.
-        return [(k, v) for k, v in super().__repr_args__() if k != "api_key"]
+        # does not even say whether one is set. Auth-like headers show their
+        # names only.
+        from faust_inference.providers.redaction import redact_headers
+
+        return [
+            (k, redact_headers(v) if k == "headers" else v)
+            for k, v in super().__repr_args__()
+            if k != "api_key"
+        ]

@@ -30,7 +30,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from faust_inference.exceptions import ConfigurationError
 
@@ -68,7 +76,11 @@ class Connection(BaseModel):
         's3cr3t'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # hide_input_in_errors: pydantic would otherwise quote the input (the keys,
+    # or the whole dict _secrets_from_env filled in) in a ValidationError's text.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
     name: str
     provider: str | None = None
@@ -79,7 +91,9 @@ class Connection(BaseModel):
     api_key_env: str | None = None
     """Environment variable holding the API key, read when a model registers."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra, non-secret request headers for every model of this connection."""
+    """Extra request headers for every model of this connection; the values of
+    auth-like ones (``Authorization``, ``X-Api-Key``, any name containing
+    ``token``, ``secret``, ``key`` or ``auth``) are treated as secrets."""
     region: str | None = None
     """AWS region, Azure region or Google Cloud location."""
     project: str | None = None
@@ -116,10 +130,13 @@ class Connection(BaseModel):
             data.setdefault(field, value)
         return data
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return usable_name(value, "connection")
+
     @model_validator(mode="after")
     def _check(self) -> Connection:
-        if not _NAME.match(self.name):
-            raise ValueError(f"{self.name!r} is not a usable connection name")
         if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
             raise ValueError("endpoint must start with http:// or https://")
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
@@ -128,10 +145,14 @@ class Connection(BaseModel):
 
     def __repr_args__(self) -> Any:
         # Secrets and credential objects are left out entirely: a repr does not
-        # even say whether one is set. Unset fields are left out to keep it short.
+        # even say whether one is set; auth-like headers show their names only.
+        # Unset fields are left out to keep it short. (Imported here: the
+        # providers package imports this module.)
+        from faust_inference.providers.redaction import redact_headers
+
         hidden = {*_SECRET_FIELDS, "credentials"}
         return [
-            (k, v)
+            (k, redact_headers(v) if k == "headers" else v)
             for k, v in super().__repr_args__()
             if k not in hidden and (k == "name" or v not in (None, {}))
         ]
@@ -292,6 +313,20 @@ def _build(fields: Mapping[str, Any], source: str) -> Connection:
         )
         name = fields.get("name", "?")
         raise ConfigurationError(f"connection {name!r} ({source}): {problems}") from None
+
+
+def usable_name(value: str, kind: str) -> str:
+    """``value`` if it can name a ``kind`` (a model, a connection): in URLs, topics, variables.
+
+    Raises:
+        ValueError: for a pydantic validator; the message lists what is allowed.
+    """
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a usable {kind} name: use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def _env_name(name: str) -> str:

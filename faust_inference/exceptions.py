@@ -223,8 +223,10 @@ class InvalidOutput(ResponseDecodeError):
 class CircuitOpen(ProviderError):
     """The call was not sent: the endpoint failed repeatedly and its breaker is open.
 
-    Only raised when the breaker is configured with ``on_open="fallback"``,
-    so that the model's fallback or default output answers instead.
+    Raised while the circuit is open when the model has a fallback or a
+    default output to answer instead (``on_open=None``, the default, or
+    ``on_open="fallback"``); with ``on_open="wait"``, or nothing to answer
+    from, callers wait for the circuit instead.
     """
 
 

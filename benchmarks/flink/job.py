@@ -67,8 +67,8 @@ def _linger_ms_from_env() -> int | None:
     ``FLINK_BENCH_FLINK_LINGER`` (seconds) if set, else ``FLINK_BENCH_PRODUCER_LINGER``,
     the knob faust_app.py reads.
 
-    The first lets each system run at its own default (Faust 0, Kafka's client 5 ms):
-    ``FLINK_BENCH_PRODUCER_LINGER=0 FLINK_BENCH_FLINK_LINGER=0.005``.
+    With neither set, each system runs at its own default (Faust 0, Kafka's client
+    5 ms); ``FLINK_BENCH_PRODUCER_LINGER=0.005`` puts both at 5 ms.
     """
     seconds = os.environ.get("FLINK_BENCH_FLINK_LINGER") or os.environ.get(
         "FLINK_BENCH_PRODUCER_LINGER"
@@ -96,8 +96,8 @@ def main() -> int:
         "--linger-ms",
         type=int,
         default=_linger_ms_from_env(),
-        help="the sink producer's linger.ms (default: FLINK_BENCH_PRODUCER_LINGER in "
-        "seconds, as faust_app.py reads it, else the Kafka client's own default, 5 ms)",
+        help="the sink producer's linger.ms (default: FLINK_BENCH_FLINK_LINGER, else "
+        "FLINK_BENCH_PRODUCER_LINGER, in seconds, else the Kafka client's own default, 5 ms)",
     )
     args = p.parse_args()
 

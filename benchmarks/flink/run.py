@@ -185,6 +185,17 @@ def run_once(
     return repeat
 
 
+def _linger_text(*names_and_default: str) -> str:
+    """'5 ms (the Kafka client's default)' or '0 ms (set)': the first variable set wins."""
+    first, default, *more = names_and_default
+    for name in (first, *more):
+        value = os.environ.get(name)
+        if value:
+            return f"{float(value) * 1000:g} ms ({name})"
+    ms = 0 if default == "Faust" else 5
+    return f"{ms} ms ({default}'s default)"
+
+
 def _design(args: argparse.Namespace, plan: Plan) -> str:
     """One paragraph for RESULTS.md: what was sent to whom."""
     common = (
@@ -206,9 +217,12 @@ def _design(args: argparse.Namespace, plan: Plan) -> str:
     knobs = " ".join(
         f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("FLINK_BENCH_")
     )
+    ours = _linger_text("FLINK_BENCH_PRODUCER_LINGER", "Faust")
+    flink = _linger_text("FLINK_BENCH_FLINK_LINGER", "Kafka client", "FLINK_BENCH_PRODUCER_LINGER")
     return (
         common
         + how
+        + f" Producer linger: ours {ours}, Flink's sink {flink}."
         + (f" Experiment knobs set: {knobs}." if knobs else "")
         + " Cells: median (min-max) over the runs; the ratio row's p99 is each run's ours/Flink."
     )

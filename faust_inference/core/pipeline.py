@@ -29,7 +29,7 @@ from faust_inference.config import ModelSettings
 from faust_inference.core.cache import ResultCache
 from faust_inference.core.hooks import EventOutcome
 from faust_inference.core.runner import InferenceRunner, Outcome
-from faust_inference.exceptions import InferenceError, InvalidInput
+from faust_inference.exceptions import ConfigurationError, InferenceError, InvalidInput
 from faust_inference.results import InferenceResult
 
 __all__ = ["Envelope", "StreamInference"]
@@ -101,8 +101,9 @@ class StreamInference(Generic[H]):
             failed events are handed to the agent as results with ``error`` set.
         ordered: hand results out in input order per lane (the default), or
             as soon as each is ready.
-        max_pending: events taken from the source but not yet acknowledged;
-            reading pauses at this bound, which is the backpressure on Kafka.
+        max_pending: events taken from the source but not yet acknowledged
+            (an int, at least 1); reading pauses at this bound, which is the
+            backpressure on Kafka.
         cache: answers known inputs and records new results; events are
             submitted through it with their partition.
         route: submits one event's model input to the version that answers
@@ -110,6 +111,9 @@ class StreamInference(Generic[H]):
             replaces the runner and the cache when given (see
             :mod:`faust_inference.lifecycle`). Hooks then see the version's
             settings, so metrics carry its version label.
+
+    Raises:
+        ConfigurationError: ``max_pending`` is not a whole number of at least 1.
     """
 
     def __init__(
@@ -128,8 +132,12 @@ class StreamInference(Generic[H]):
         ]
         | None = None,
     ) -> None:
-        if max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ConfigurationError(
+                f"max_pending must be a whole number of at least 1, got {max_pending!r}: it "
+                "bounds the events read but not yet acknowledged (default 256); raise it for "
+                "more in flight, lower it for less memory and redelivery after a crash"
+            )
         self._runner = runner
         self._cache = cache
         self._route = route

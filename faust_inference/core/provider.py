@@ -53,6 +53,12 @@ class Provider(Protocol):
             many inputs per request as a matter of course (Open Inference
             Protocol tensors, embeddings), so that ``batch_size="auto"``
             batches; otherwise "auto" sends one input per request.
+        pooled: optional (False when absent): True when the provider spreads
+            its calls over ``settings.endpoints`` (``endpoint=[...]``) and
+            honours ``hedge=``, as the built-in ones do through
+            ``faust_inference.providers.replica_wire``. A model registered
+            with several URLs or ``hedge=`` on a provider without it is
+            refused at registration rather than silently calling one URL.
     """
 
     max_batch_size: int | None

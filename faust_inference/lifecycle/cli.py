@@ -7,7 +7,7 @@ within a second. No worker needs to run in the shell that issues it::
     faust -A myapp inference list
     faust -A myapp inference switch fraud v2 --reason "v2 passed review"
     faust -A myapp inference split fraud v1=90 v2=10
-    faust -A myapp inference shadow fraud v2 --rate 0.1
+    faust -A myapp inference shadow fraud v2 --rate 0.1   # without --rate: every event
     faust -A myapp inference shadow fraud --off
     faust -A myapp inference rollout fraud v2 --steps 1,10,50,100 --dwell 60 --max-error-rate 0.02
     faust -A myapp inference rollback fraud
@@ -15,32 +15,43 @@ within a second. No worker needs to run in the shell that issues it::
     faust -A myapp inference history fraud
     faust -A myapp inference evaluate fraud --version v2 --events scored --labels labels
 
-Add ``--json`` to ``list``, ``stats`` and ``history`` for machine-readable output.
+Add ``--json`` to ``list``, ``stats``, ``history`` and ``evaluate`` for
+machine-readable output. An option an action does not take, or a value out of
+its range, is a usage error (exit status 1, the problem in one line, then
+:data:`USAGE`), found before anything is read or written::
+
+    $ faust -A myapp inference shadow fraud v2 --rate abc
+    shadow: --rate takes a number in (0, 1], the share of events copied; got 'abc'
+    usage: faust -A APP inference ACTION ...
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from faust_inference.exceptions import ConfigurationError, InferenceError
 from faust_inference.lifecycle.control import ControlClient
 from faust_inference.lifecycle.routing import Change, RoutingState
 
-__all__ = ["ACTIONS", "allow_options", "parse", "run_action"]
+__all__ = ["ACCEPTED", "ACTIONS", "USAGE", "allow_options", "parse", "run_action"]
 
 ACTIONS = frozenset(
     {"list", "switch", "split", "shadow", "rollout", "rollback", "stats", "history", "evaluate"}
 )
 
 USAGE = """usage: faust -A APP inference ACTION ...
-  list [--json]                         versions, routing, in flight, error rates
+  list [--json]                         models; versions, routing, in flight, error rates
+  predict NAME JSON                     call the model once, with its limits and retries
   switch NAME VERSION [--reason TEXT]   send all traffic to VERSION
   split NAME V1=90 V2=10 [--reason T]   sticky split by event key
-  shadow NAME VERSION [--rate 0.1]      copy a sample of traffic to VERSION
+  shadow NAME VERSION [--rate R]        copy a share R in (0, 1] of the traffic to VERSION;
+                                        without --rate, R is 1: every event is copied
   shadow NAME --off                     stop shadow traffic
   rollout NAME VERSION [--steps 1,10,50,100] [--dwell 60] [--max-error-rate 0.05]
           [--max-p99 SECONDS] [--max-p99-ratio R] [--min-agreement A]
@@ -48,16 +59,83 @@ USAGE = """usage: faust -A APP inference ACTION ...
   rollback NAME [--reason TEXT]         end a rollout, or switch back to the previous default
   stats NAME [--json]                   figures per version over every worker
   history NAME [--json]                 the audit trail of routing changes
-  evaluate NAME --version V --events TOPIC --labels TOPIC [--limit N] [--label-field F]"""
+  evaluate NAME --version V --events TOPIC --labels TOPIC [--limit N] [--label-field F]
+           [--json]"""
+"""What ``faust inference`` prints on a usage error, and its ``--help``."""
 
 _FLAGS = frozenset({"--off", "--json"})
 
+_GUARD_OPTIONS: dict[str, str] = {
+    "--max-error-rate": "max_error_rate",
+    "--max-p99": "max_p99_s",
+    "--max-p99-ratio": "max_p99_ratio",
+    "--min-agreement": "min_agreement",
+    "--metric": "metric",
+    "--min-metric": "min_metric",
+    "--max-metric": "max_metric",
+    "--min-requests": "min_requests",
+}
+"""The rollout's guard options, and the GuardSettings field each sets."""
+
+ACCEPTED: dict[str, frozenset[str]] = {
+    "list": frozenset({"--json"}),
+    "switch": frozenset({"--reason"}),
+    "split": frozenset({"--reason"}),
+    "shadow": frozenset({"--rate", "--off", "--reason"}),
+    "rollout": frozenset({"--steps", "--dwell", "--reason", *_GUARD_OPTIONS}),
+    "rollback": frozenset({"--reason"}),
+    "stats": frozenset({"--json"}),
+    "history": frozenset({"--json"}),
+    "evaluate": frozenset(
+        {"--version", "--events", "--labels", "--limit", "--label-field", "--json"}
+    ),
+}
+"""The options each action takes; any other is a usage error (a typo must not pass)."""
+
+
+def _steps(raw: str) -> tuple[float, ...]:
+    return tuple(float(s) for s in raw.split(","))
+
+
+def _finite(x: Any) -> bool:
+    return all(math.isfinite(v) for v in (x if isinstance(x, tuple) else (x,)))
+
+
+_NUMBERS: dict[str, tuple[Callable[[str], Any], Callable[[Any], bool], str]] = {
+    "--rate": (float, lambda x: 0 < x <= 1, "a number in (0, 1], the share of events copied"),
+    "--limit": (int, lambda n: n >= 1, "a whole number >= 1"),
+    "--dwell": (float, lambda x: x >= 0, "seconds, a number >= 0"),
+    "--steps": (
+        _steps,
+        lambda s: all(0 < x <= 100 for x in s) and list(s) == sorted(set(s)),
+        "increasing percentages in (0, 100], comma-separated, like 1,10,50,100",
+    ),
+    "--max-error-rate": (float, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+    "--max-p99": (float, lambda x: x > 0, "seconds, a number > 0"),
+    "--max-p99-ratio": (float, lambda x: x > 0, "a number > 0"),
+    "--min-agreement": (float, lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+    "--min-metric": (float, lambda x: True, "a number"),
+    "--max-metric": (float, lambda x: True, "a number"),
+    "--min-requests": (int, lambda n: n >= 1, "a whole number >= 1"),
+}
+"""Each numeric option: its conversion, its range and the accepted values in words."""
+
+_OPTION_OF_FIELD = {
+    **{field: opt for opt, field in _GUARD_OPTIONS.items()},
+    "rate": "--rate",
+    "dwell_s": "--dwell",
+    "steps": "--steps",
+}
+
 
 def allow_options() -> None:
-    """Let ``--rate``, ``--off`` ... reach the ``inference`` command as arguments.
+    """Let ``--json``, ``--rate``, ``--off`` ... reach the ``inference`` command as arguments.
 
-    The command takes free arguments; without this click would reject the
-    options of the lifecycle actions as unknown.
+    The command takes free arguments (``ACTION ARGS...``); without this click
+    would reject every option of its actions as unknown, and a negative number
+    (``predict NAME -1``) as an option. :func:`~faust_inference.cli.register_command`
+    calls it as it registers the command, so every app where
+    :func:`~faust_inference.install` ran accepts them, with or without a lifecycle.
     """
     try:
         from faust.cli.base import cli
@@ -70,19 +148,40 @@ def allow_options() -> None:
         command.ignore_unknown_options = True
 
 
-def parse(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def parse(args: Sequence[str], action: str | None = None) -> tuple[list[str], dict[str, str]]:
     """Split ``args`` into positionals and ``--option value`` / ``--flag`` pairs.
+
+    Args:
+        args: the arguments after the action.
+        action: when given, an option it does not take (see :data:`ACCEPTED`)
+            is a usage error, and so is a value out of the option's range.
+
+    Raises:
+        SystemExit: a usage error: one line naming the option and what it
+            accepts, then :data:`USAGE`.
 
     Example:
         >>> parse(["fraud", "v2", "--rate", "0.1", "--off"])
         (['fraud', 'v2'], {'--rate': '0.1', '--off': '1'})
+        >>> try:
+        ...     parse(["fraud", "v2", "--rate", "abc"], "shadow")
+        ... except SystemExit as exc:
+        ...     print(str(exc).splitlines()[0])
+        shadow: --rate takes a number in (0, 1], the share of events copied; got 'abc'
     """
     positional: list[str] = []
     options: dict[str, str] = {}
+    accepted = None if action is None else ACCEPTED.get(action, frozenset())
     it = iter(args)
     for arg in it:
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
+            if accepted is not None and name not in accepted:
+                # Before its value is looked for: a typo is named as such.
+                takes = ", ".join(sorted(accepted)) or "no options"
+                raise SystemExit(
+                    f"{action}: unknown option {name}; {action} takes {takes}\n{USAGE}"
+                )
             if eq:
                 options[name] = value
             elif name in _FLAGS:
@@ -94,18 +193,52 @@ def parse(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
                 options[name] = nxt
         else:
             positional.append(arg)
+    if action is not None:
+        for name, raw in options.items():
+            if name in _NUMBERS:
+                _value(action, options, name, raw)
     return positional, options
 
 
+def _value(action: str, opts: dict[str, str], name: str, default: str) -> Any:
+    """The option ``name`` converted (``default`` when not given), or a usage error."""
+    convert, ok, accepted = _NUMBERS[name]
+    raw = opts.get(name, default)
+    try:
+        value = convert(raw)
+    except ValueError:
+        value = None
+    if value is None or not _finite(value) or not ok(value):
+        raise SystemExit(f"{action}: {name} takes {accepted}; got {raw!r}\n{USAGE}")
+    return value
+
+
+def _invalid(action: str, exc: ValidationError) -> SystemExit:
+    """A usage error naming the options behind a ValidationError (never the input)."""
+    problems = []
+    for err in exc.errors():
+        loc = err["loc"]
+        field = str(loc[-1]) if loc else ""
+        where = _OPTION_OF_FIELD.get(field) or ".".join(map(str, loc)) or "input"
+        problems.append(f"{where}: {err['msg']}")
+    return SystemExit(f"{action}: {'; '.join(problems)}\n{USAGE}")
+
+
 async def run_action(command: Any, app: Any, action: str, args: Sequence[str]) -> bool:
-    """Run a lifecycle action; False when ``action`` is not one (or the app has no lifecycle)."""
+    """Run a lifecycle action; False when ``action`` is not one (or the app has no lifecycle).
+
+    Raises:
+        SystemExit: a usage error (see :func:`parse`), or the change was
+            refused (``ConfigurationError: ...``); the app's models are closed first.
+    """
     plane = getattr(app, "inference_lifecycle", None)
     if plane is None or action not in ACTIONS:
         return False
     say = command.say
-    pos, opts = parse(args)
-    client = ControlClient.for_app(app)
+    client: ControlClient | None = None
     try:
+        pos, opts = parse(args, action)  # usage errors before anything is read or written
+        client = ControlClient.for_app(app)
         if action == "list":
             if "--json" not in opts:
                 from faust_inference.cli import describe
@@ -135,7 +268,7 @@ async def run_action(command: Any, app: Any, action: str, args: Sequence[str]) -
                 opts["--version"],
                 events=opts["--events"],
                 labels=opts["--labels"],
-                limit=int(opts.get("--limit", "100000")),
+                limit=_value(action, opts, "--limit", "100000"),
                 label_field=opts.get("--label-field", "label"),
             )
             say(_json(metrics) if "--json" in opts else _metrics_text(metrics))
@@ -151,8 +284,11 @@ async def run_action(command: Any, app: Any, action: str, args: Sequence[str]) -
             say(f"{name}: revision {state.revision}: {change.describe()}")
     except (ConfigurationError, InferenceError) as exc:
         raise SystemExit(f"{type(exc).__name__}: {exc}") from None
+    except ValidationError as exc:
+        raise _invalid(action, exc) from None
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
         await app.inference.aclose()
     return True
 
@@ -198,7 +334,8 @@ async def _change(
             _need(pos, 1, action)
             return Change.shadow_off(**common)
         _, version = _need(pos, 2, action)
-        return Change.shadow(version, float(opts.get("--rate", "1")), **common)
+        # Without --rate every event is copied (documented in USAGE and docs).
+        return Change.shadow(version, _value(action, opts, "--rate", "1"), **common)
     name = _need(pos, 1, action)[0]
     versions = plane.model_versions(name)
     raw = (await client.read()).get(name)
@@ -212,15 +349,14 @@ async def _change(
 
         _, version = _need(pos, 2, action)
         guards: dict[str, Any] = {}
-        for opt, field, conv in _GUARD_OPTIONS:
+        for opt, field in _GUARD_OPTIONS.items():
             if opt in opts:
-                guards[field] = conv(opts[opt])
-        steps = tuple(float(s) for s in opts.get("--steps", "1,10,50,100").split(","))
+                guards[field] = opts[opt] if opt == "--metric" else _value(action, opts, opt, "")
         r = rollout.start(
             state,
             version,
-            steps=steps,
-            dwell_s=float(opts.get("--dwell", "60")),
+            steps=_value(action, opts, "--steps", "1,10,50,100"),
+            dwell_s=_value(action, opts, "--dwell", "60"),
             now=time.time(),
             **guards,
         )
@@ -235,18 +371,6 @@ async def _change(
     if len(previous) >= 2 and previous[-2] is not None:
         return Change.switch(previous[-2], **common)
     raise SystemExit(f"model {name!r}: no rollout running and no earlier default to go back to")
-
-
-_GUARD_OPTIONS: tuple[tuple[str, str, Any], ...] = (
-    ("--max-error-rate", "max_error_rate", float),
-    ("--max-p99", "max_p99_s", float),
-    ("--max-p99-ratio", "max_p99_ratio", float),
-    ("--min-agreement", "min_agreement", float),
-    ("--metric", "metric", str),
-    ("--min-metric", "min_metric", float),
-    ("--max-metric", "max_metric", float),
-    ("--min-requests", "min_requests", int),
-)
 
 
 def _need(pos: list[str], n: int, action: str) -> list[str]:

@@ -77,9 +77,6 @@ def lifecycle(app: Any, *, shadow_in_flight: int = 32, shadow_max_lag_s: float =
         app, registry, shadow_in_flight=shadow_in_flight, shadow_max_lag_s=shadow_max_lag_s
     )
     app.inference_lifecycle = plane
-    from faust_inference.lifecycle.cli import allow_options
-
-    allow_options()
     return plane
 
 

@@ -44,7 +44,16 @@ def version_settings(base: ModelSettings, version: str, overrides: dict[str, Any
     """The settings of ``version``: ``base`` with ``overrides`` applied, validated.
 
     Provider options (any keyword that is not a setting) are merged into the
-    model's options. A version's remote ``version`` defaults to its name.
+    model's options. A version's remote ``version`` defaults to its name. An
+    ``endpoint`` override (one URL or a list of replicas) replaces all of the
+    base's URLs, its replicas too. The base's connection is kept as it is, with
+    its SDK ``credentials`` object.
+
+    Example:
+        >>> base = ModelSettings(name="fraud", provider="kserve",
+        ...                      endpoint=["http://a1:8080", "http://a2:8080"])
+        >>> version_settings(base, "v2", {"endpoint": "http://b:8080"}).replica_urls
+        ('http://b:8080',)
 
     Raises:
         ConfigurationError: an invalid setting, naming the version and the field.
@@ -67,7 +76,13 @@ def version_settings(base: ModelSettings, version: str, overrides: dict[str, Any
         **overrides.get("options", {}),
         **{k: v for k, v in overrides.items() if k not in fields},
     }
-    data = base.model_dump(exclude_unset=True)
+    # The base's own objects, not a model_dump() round trip: a dump drops the
+    # fields marked exclude=True (a connection's SDK ``credentials``).
+    data = {k: getattr(base, k) for k in base.model_fields_set}
+    if "endpoint" in settings and "endpoints" not in settings:
+        # A version with an endpoint of its own (one URL or a list) does not
+        # keep the base's replicas, which replica_urls would prefer.
+        data.pop("endpoints", None)
     data.update({"version": version, **settings, "options": options})
     if base.api_key is not None and "api_key" not in overrides:
         data["api_key"] = base.api_key

@@ -57,7 +57,8 @@ from faust_inference.providers.classify import (
 )
 from faust_inference.providers.endpoint import JSON, Codec, Endpoint, JsonCodec, request_url
 from faust_inference.providers.options import ProviderOptions, parse_answer, parse_options
-from faust_inference.providers.readiness import check_listed, check_ready
+from faust_inference.providers.pool import PoolEndpoint, replica_secrets, replica_wire
+from faust_inference.providers.readiness import check_listed, check_ready, ready_on_any
 from faust_inference.providers.redaction import (
     excerpt,
     redact_url,
@@ -87,6 +88,7 @@ __all__ = [
     "HttpTransport",
     "JsonCodec",
     "JsonMode",
+    "PoolEndpoint",
     "Predictions",
     "Provider",
     "ProviderFactory",
@@ -115,9 +117,12 @@ __all__ = [
     "parse_options",
     "parse_retry_after",
     "provider_factory",
+    "ready_on_any",
     "reclassify",
     "redact_url",
     "register_provider",
+    "replica_secrets",
+    "replica_wire",
     "request_url",
     "require",
     "require_text",

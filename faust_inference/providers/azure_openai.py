@@ -64,6 +64,9 @@ class AzureOpenAIOptions(OpenAIOptions):
 class AzureOpenAIProvider(OpenAIProvider):
     """The OpenAI provider, posting to a deployment without a ``model`` field."""
 
+    pooled = False
+    """One resource per model: each has its own key; regions fail over by ``fallback=``."""
+
     async def _post(self, body: dict[str, Any]) -> Any:
         body.pop("model", None)  # the deployment in the URL names the model
         return await self.endpoint.post(body)

@@ -21,7 +21,10 @@ What varies between providers is passed in, not copied:
   per origin; a pool of replicas can stand in).
 
 Nothing the endpoint raises contains a credential: every message is
-scrubbed of :meth:`Endpoint.secrets` before it is cut.
+scrubbed of :meth:`Endpoint.secrets` before it is cut. Those are the keys
+it was given, the URL's userinfo, and the values of its auth-like headers
+(:func:`~faust_inference.providers.redaction.is_secret_header`: a gateway
+key in ``headers=`` counts).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from faust_inference.exceptions import ResponseDecodeError
 from faust_inference.providers.auth.keys import api_key_header, basic_auth
 from faust_inference.providers.auth.tokens import RequestAuth
 from faust_inference.providers.classify import ErrorClassifier, status_error
-from faust_inference.providers.redaction import excerpt, redact_url, url_secrets
+from faust_inference.providers.redaction import excerpt, header_secrets, redact_url, url_secrets
 from faust_inference.providers.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Response,
@@ -108,7 +111,8 @@ class Endpoint:
         url: the full URL requests go to; userinfo becomes a ``Basic`` header.
         transports: a :class:`TransportPool` (its transport for the URL's
             origin is used) or a :class:`~faust_inference.providers.transport.Transport`.
-        headers: headers every request carries (static credentials included).
+        headers: headers every request carries (static credentials included);
+            the values of auth-like ones are added to :meth:`secrets`.
         auth: credentials computed per request.
         classify: turns a non-2xx answer into one of our errors.
         codec: encodes payloads and decodes answers for :meth:`post`.
@@ -149,7 +153,10 @@ class Endpoint:
         self.classify = classify
         self.codec = codec
         self.max_response_bytes = max_response_bytes
-        self._secrets = tuple(s for s in (*secrets, *basic_secrets) if s)
+        # Values of auth-like headers (a gateway key in headers=) are secrets too,
+        # whoever set them: the model's settings, the provider or a plugin.
+        found = (*secrets, *basic_secrets, *header_secrets(self.headers))
+        self._secrets = tuple(dict.fromkeys(s for s in found if s))
 
     @classmethod
     def for_model(
@@ -181,7 +188,8 @@ class Endpoint:
             auth: credentials computed per request.
             classify: turns a non-2xx answer into one of our errors.
             codec: encodes payloads and decodes answers.
-            secrets: more strings to scrub (keys sent in ``headers``).
+            secrets: more strings to scrub (auth-like headers' values are
+                added without being listed here).
         """
         secrets = (*secrets, key) if key else secrets
         if settings.endpoint:

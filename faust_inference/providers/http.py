@@ -31,6 +31,7 @@ from faust_inference.exceptions import ConfigurationError
 from faust_inference.providers.auth.keys import resolve_api_key
 from faust_inference.providers.endpoint import Endpoint
 from faust_inference.providers.options import ProviderOptions, parse_answer, parse_options
+from faust_inference.providers.pool import PoolEndpoint, replica_secrets, replica_wire
 from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
@@ -57,26 +58,38 @@ class HttpOptions(ProviderOptions):
 
 
 class HttpProvider:
-    """POSTs the built body to one URL and parses the answer."""
+    """POSTs the built body to the model's URL (or one of its replicas) and parses the answer."""
 
     max_batch_size: int | None = None
+    pooled = True
+    """Balances ``endpoint=[...]`` replicas and hedges (:func:`.pool.replica_wire`)."""
 
-    def __init__(self, options: HttpOptions, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        options: HttpOptions,
+        endpoint: Endpoint,
+        *,
+        replicas: Sequence[Endpoint] = (),
+        wire: PoolEndpoint | None = None,
+    ) -> None:
         self.options = options
         self.endpoint = endpoint
         self.url = endpoint.url
+        self._replicas = list(replicas) or [endpoint]
+        self.wire: PoolEndpoint = wire or endpoint
+        """What requests go through: the endpoint, or a pool of the replicas."""
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """One request for the whole batch."""
         body = self.options.request_builder(list(inputs))
-        answer = await self.endpoint.post(body)
+        answer = await self.wire.post(body)
         return Predictions(
             parse_answer(self.options.response_parser, answer, len(inputs), self.url)
         )
 
     def secrets(self) -> tuple[str, ...]:
-        """The credentials this provider sends (to scrub from messages)."""
-        return self.endpoint.secrets()
+        """The credentials this provider sends, to every replica (to scrub from messages)."""
+        return replica_secrets(self._replicas)
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
@@ -89,14 +102,17 @@ def create(settings: ModelSettings, transports: TransportPool) -> HttpProvider:
         raise ConfigurationError(f"model {settings.name!r}: the http provider needs endpoint=")
     path = options.path if not options.path or options.path.startswith("/") else f"/{options.path}"
     structured_output(settings, supported=False, what="the http provider")
-    url = f"{settings.endpoint}{path}"
     key = resolve_api_key(settings, default_env=None, required=False)
-    endpoint = Endpoint.for_model(
-        settings,
-        transports,
-        url,
-        key=key,
-        key_header=options.auth_header,
-        key_scheme=options.auth_scheme,
-    )
-    return HttpProvider(options, endpoint)
+    replicas = [
+        Endpoint.for_model(
+            settings,
+            transports,
+            f"{root}{path}",
+            key=key,
+            key_header=options.auth_header,
+            key_scheme=options.auth_scheme,
+        )
+        for root in settings.replica_urls
+    ]
+    wire = replica_wire(settings, replicas)
+    return HttpProvider(options, replicas[0], replicas=replicas, wire=wire)

@@ -49,7 +49,6 @@ model is :class:`~faust_inference.ModelUnavailable` (an outage, retried).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Sequence
@@ -61,7 +60,6 @@ from faust_inference.core.provider import Predictions
 from faust_inference.exceptions import (
     ConfigurationError,
     InvalidInput,
-    ModelNotFound,
     ResponseDecodeError,
 )
 from faust_inference.providers.auth.keys import resolve_api_key
@@ -71,8 +69,9 @@ from faust_inference.providers.endpoint import Endpoint
 from faust_inference.providers.oip_binary import OipRestEndpoint
 from faust_inference.providers.oip_grpc import OipGrpcEndpoint
 from faust_inference.providers.options import ProviderOptions, parse_options
-from faust_inference.providers.pool import PoolEndpoint, ReplicaPool
-from faust_inference.providers.readiness import check_ready
+from faust_inference.providers.pool import PoolEndpoint, replica_secrets, replica_wire
+from faust_inference.providers.readiness import check_ready, ready_on_any
+from faust_inference.providers.redaction import redact_url
 from faust_inference.providers.structured import structured_output
 from faust_inference.providers.transport import TransportPool
 
@@ -103,6 +102,8 @@ class KServeProvider:
     max_batch_size: int | None = None
     batching = True
     """Rows stack into one tensor: ``batch_size="auto"`` batches."""
+    pooled = True
+    """Balances ``endpoint=[...]`` replicas and hedges (:func:`.pool.replica_wire`)."""
 
     def __init__(
         self,
@@ -144,13 +145,7 @@ class KServeProvider:
         With several replicas, one that is ready is enough; a missing model
         on any of them is a configuration error all the same.
         """
-        results = await asyncio.gather(
-            *(self._ready_one(e, w) for e, w in self._replicas), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        missing = [e for e in errors if isinstance(e, ModelNotFound)]
-        if missing or len(errors) == len(results):
-            raise (missing or errors)[0]
+        await ready_on_any(self._ready_one(e, w) for e, w in self._replicas)
 
     async def _ready_one(self, endpoint: Endpoint, wire: PoolEndpoint) -> None:
         if isinstance(wire, OipGrpcEndpoint):
@@ -168,8 +163,8 @@ class KServeProvider:
         )
 
     def secrets(self) -> tuple[str, ...]:
-        """The credentials this provider sends (to scrub from messages)."""
-        return self.endpoint.secrets()
+        """The credentials this provider sends, to every replica (to scrub from messages)."""
+        return replica_secrets(e for e, _ in self._replicas)
 
     async def aclose(self) -> None:
         """Close gRPC channels; HTTP transports are shared and closed by their pool."""
@@ -245,8 +240,9 @@ def create(settings: ModelSettings, transports: TransportPool) -> KServeProvider
         root = _V2_SUFFIX.sub("", given)
         if root != given:
             raise ConfigurationError(
-                f"model {settings.name!r}: endpoint={given!r} already contains the "
-                f"protocol's path; give the server's root, endpoint={root!r}: the provider "
+                f"model {settings.name!r}: endpoint={redact_url(given)!r} already contains the "
+                f"protocol's path; give the server's root, endpoint={redact_url(root)!r}: the "
+                "provider "
                 "adds /v2/models/{remote_name}[/versions/{version}]/infer itself"
             )
     path = f"/v2/models/{quote(settings.target, safe='')}"
@@ -259,10 +255,7 @@ def create(settings: ModelSettings, transports: TransportPool) -> KServeProvider
             settings, transports, f"{root}{path}/infer", key=key, classify=model_route_error
         )
         replicas.append((endpoint, _wire(settings, options, root, endpoint)))
-    wires = [w for _, w in replicas]
-    wire: PoolEndpoint = wires[0]
-    if len(wires) > 1 or settings.hedge is not None:
-        wire = ReplicaPool(wires, settings.replicas, hedge=settings.hedge, settings=settings)
+    wire = replica_wire(settings, [w for _, w in replicas])
     return KServeProvider(options, replicas[0][0], settings.target, wire=wire, replicas=replicas)
 
 

@@ -51,7 +51,8 @@ from faust_inference.providers.chat import chat_request, require_text
 from faust_inference.providers.classify import model_route_error
 from faust_inference.providers.endpoint import Endpoint
 from faust_inference.providers.options import ProviderOptions, parse_options
-from faust_inference.providers.readiness import check_listed
+from faust_inference.providers.pool import PoolEndpoint, replica_secrets, replica_wire
+from faust_inference.providers.readiness import check_listed, ready_on_any
 from faust_inference.providers.structured import JsonMode, StructuredOutput, structured_output
 from faust_inference.providers.transport import TransportPool
 from faust_inference.results import Usage
@@ -73,7 +74,15 @@ class OpenAIOptions(ProviderOptions):
 
 
 class OpenAIProvider:
-    """Chat completions (one input per call) or embeddings (batched)."""
+    """Chat completions (one input per call) or embeddings (batched).
+
+    ``models_url`` is the ``/models`` route the start-up check reads (None:
+    no check); ``replicas`` pairs every replica's endpoint with its own, when
+    the model was given several URLs (``endpoint=[...]``).
+    """
+
+    pooled = True
+    """Balances ``endpoint=[...]`` replicas (vLLM servers ...) and hedges."""
 
     def __init__(
         self,
@@ -82,6 +91,8 @@ class OpenAIProvider:
         endpoint: Endpoint,
         structured: StructuredOutput | None = None,
         models_url: str | None = None,
+        *,
+        replicas: Sequence[tuple[Endpoint, str | None]] = (),
     ) -> None:
         self.embedding = settings.task == "embedding"
         self.max_batch_size: int | None = None if self.embedding else 1
@@ -92,6 +103,9 @@ class OpenAIProvider:
         self.url = endpoint.url
         self.structured = structured
         self.models_url = models_url
+        self._replicas = list(replicas) or [(endpoint, models_url)]
+        self.wire: PoolEndpoint = replica_wire(settings, [e for e, _ in self._replicas])
+        """What requests go through: the endpoint, or a pool of the replicas."""
 
     async def infer(self, inputs: Sequence[Any]) -> Predictions:
         """Embed a batch, or complete one chat."""
@@ -107,22 +121,22 @@ class OpenAIProvider:
             EndpointNotReady: the server answers 5xx or 429.
             TransportError: the server is not reachable.
         """
-        if self.models_url is None or not self.options.check_ready:
+        if not self.options.check_ready:
             return
-        await check_listed(
-            self.endpoint,
-            self.models_url,
-            model=self.model,
-            fixes=(
-                "endpoint= must be the API base that /chat/completions and /embeddings "
-                "hang from (most servers: http://host:port/v1), and remote_name= a model "
-                "the server serves (check_ready=False skips this check)"
-            ),
+        fixes = (
+            "endpoint= must be the API base that /chat/completions and /embeddings "
+            "hang from (most servers: http://host:port/v1), and remote_name= a model "
+            "the server serves (check_ready=False skips this check)"
+        )
+        await ready_on_any(
+            check_listed(endpoint, url, model=self.model, fixes=fixes)
+            for endpoint, url in self._replicas
+            if url is not None
         )
 
     def secrets(self) -> tuple[str, ...]:
-        """The credentials this provider sends (to scrub from messages)."""
-        return self.endpoint.secrets()
+        """The credentials this provider sends, to every replica (to scrub from messages)."""
+        return replica_secrets(e for e, _ in self._replicas)
 
     async def aclose(self) -> None:
         """The transport is shared and closed by its pool."""
@@ -168,7 +182,7 @@ class OpenAIProvider:
         return Predictions([output], usage=_usage(answer))
 
     async def _post(self, body: dict[str, Any]) -> Any:
-        return await self.endpoint.post(body)
+        return await self.wire.post(body)
 
 
 def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider:
@@ -178,16 +192,18 @@ def create(settings: ModelSettings, transports: TransportPool) -> OpenAIProvider
     structured = structured_output(
         settings, supported=settings.task != "embedding", what="an embedding model"
     )
-    base = settings.endpoint or DEFAULT_ENDPOINT
-    hosted = (urlsplit(base).hostname or "").endswith("openai.com")
+    bases = settings.replica_urls or (DEFAULT_ENDPOINT,)
+    hosted = any((urlsplit(base).hostname or "").endswith("openai.com") for base in bases)
     path = "/embeddings" if settings.task == "embedding" else "/chat/completions"
     key = resolve_api_key(settings, default_env="OPENAI_API_KEY", required=hosted)
-    endpoint = Endpoint.for_model(
-        settings, transports, base + path, key=key, classify=model_route_error
-    )
-    return OpenAIProvider(
-        settings, options, endpoint, structured, endpoint.url.removesuffix(path) + "/models"
-    )
+    replicas = []
+    for base in bases:
+        endpoint = Endpoint.for_model(
+            settings, transports, base + path, key=key, classify=model_route_error
+        )
+        replicas.append((endpoint, endpoint.url.removesuffix(path) + "/models"))
+    first, models_url = replicas[0]
+    return OpenAIProvider(settings, options, first, structured, models_url, replicas=replicas)
 
 
 def check_task(settings: ModelSettings) -> None:

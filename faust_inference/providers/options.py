@@ -35,7 +35,9 @@ class ProviderOptions(BaseModel):
         '?'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
 
 def parse_options(settings: ModelSettings, options_type: type[OptionsT]) -> OptionsT:

@@ -42,7 +42,7 @@ import logging
 import statistics
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -66,6 +66,8 @@ __all__ = [
     "ReplicaPool",
     "ReplicaState",
     "live_pools",
+    "replica_secrets",
+    "replica_wire",
 ]
 
 logger = logging.getLogger(__name__)
@@ -454,3 +456,44 @@ def _elsewhere(error: ProviderError) -> bool:
 def live_pools() -> Iterator[ReplicaPool[Any]]:
     """Every pool not yet closed or collected (what the metrics sensor reads)."""
     return iter(list(_POOLS))
+
+
+def replica_wire(settings: ModelSettings, wires: Sequence[E]) -> E | ReplicaPool[E]:
+    """What a provider sends through: its one endpoint, or a pool of its replicas.
+
+    One endpoint without ``hedge=`` needs no pool: nothing to balance, and no
+    bookkeeping on the hot path. Several (``endpoint=[...]``), or hedging
+    (which may copy a call to the same replica), get a :class:`ReplicaPool`.
+    Providers that call this declare ``pooled = True`` (see
+    :func:`~faust_inference.providers.create_provider`).
+
+    Example:
+        >>> from faust_inference.config import ModelSettings
+        >>> class Echo:
+        ...     def __init__(self, url): self.url = url
+        ...     async def post(self, body): return {"from": self.url}
+        >>> settings = ModelSettings(name="m", provider="http",
+        ...                          endpoint=["http://a", "http://b"])
+        >>> type(replica_wire(settings, [Echo(u) for u in settings.replica_urls])).__name__
+        'ReplicaPool'
+    """
+    if len(wires) > 1 or settings.hedge is not None:
+        return ReplicaPool(wires, settings.replicas, hedge=settings.hedge, settings=settings)
+    return wires[0]
+
+
+class _HasSecrets(Protocol):
+    def secrets(self) -> tuple[str, ...]: ...
+
+
+def replica_secrets(endpoints: Iterable[_HasSecrets]) -> tuple[str, ...]:
+    """Every replica's credentials, once each: each URL may carry its own password.
+
+    Example:
+        >>> class Keyed:
+        ...     def __init__(self, *keys): self.keys = keys
+        ...     def secrets(self): return self.keys
+        >>> replica_secrets([Keyed("k1"), Keyed("k1", "p2")])
+        ('k1', 'p2')
+    """
+    return tuple(dict.fromkeys(secret for e in endpoints for secret in e.secrets()))

@@ -17,6 +17,8 @@ once per model before consuming. The answer decides what happens next:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from faust_inference.exceptions import ConfigurationError, EndpointNotReady, ModelNotFound
@@ -24,7 +26,7 @@ from faust_inference.providers.endpoint import Endpoint
 from faust_inference.providers.redaction import excerpt, redact_url
 from faust_inference.providers.transport import Response
 
-__all__ = ["check_listed", "check_ready"]
+__all__ = ["check_listed", "check_ready", "ready_on_any"]
 
 _MISSING_WORDS = ("not found", "unknown model", "does not exist", "no model")
 
@@ -104,3 +106,22 @@ def _raise_for(
     if response.status in (400, 408, 409, 425, 429) or response.status >= 500:
         raise EndpointNotReady(f"model {model!r}: {where}; not ready yet ({said})")
     raise ModelNotFound(f"model {model!r}: {where} ({said}): {fixes}")
+
+
+async def ready_on_any(checks: Iterable[Awaitable[None]]) -> None:
+    """Run one readiness check per replica: one that is ready is enough.
+
+    A replica that is down or still loading is the pool's business (it is
+    ejected and probed back); a model missing on any replica is a
+    configuration error all the same, so it stops the worker with its message.
+
+    Raises:
+        ModelNotFound: some replica answers without the model.
+        EndpointNotReady, TransportError, ConfigurationError: every replica
+            failed; the first replica's error.
+    """
+    results = await asyncio.gather(*checks, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    missing = [e for e in errors if isinstance(e, ModelNotFound)]
+    if missing or (errors and len(errors) == len(results)):
+        raise (missing or errors)[0]

@@ -8,9 +8,10 @@ one definition of "safe to show". Two rules:
   longer recognisable, and its first 25 characters would leak.
 - **Scrub what the model knows, and what looks like a credential.** Known
   secrets (API keys, current and previous bearer tokens, the password and
-  the ``Basic`` base64 of an endpoint's userinfo, its query values) are
-  replaced wherever they appear, also URL-encoded or JSON-escaped; patterns
-  catch credentials the model never saw (``sk-...``, ``Bearer ...``,
+  the ``Basic`` base64 of an endpoint's userinfo, its query values, the
+  values of auth-like headers: see :func:`is_secret_header`) are replaced
+  wherever they appear, also URL-encoded or JSON-escaped; patterns catch
+  credentials the model never saw (``sk-...``, ``Bearer ...``,
   ``Basic ...``, ``key=...``) in bodies servers echo back.
 
 Example:
@@ -25,10 +26,20 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
-__all__ = ["MASK", "excerpt", "redact_url", "scrub", "secrets_of", "url_secrets"]
+__all__ = [
+    "MASK",
+    "excerpt",
+    "header_secrets",
+    "is_secret_header",
+    "redact_headers",
+    "redact_url",
+    "scrub",
+    "secrets_of",
+    "url_secrets",
+]
 
 MASK = "***"
 """What a removed secret is replaced with."""
@@ -44,6 +55,11 @@ _PATTERNS = (
         r"(\"?\s*[=:]\s*\"?)([^&\s\"',;}]{3,})"
     ),
 )
+# Headers whose values are credentials: these names, and any name containing
+# one of the parts. Users put gateway keys in headers= (x-api-key, a second
+# Authorization), so the rule goes by name, not by what the docs intended.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
+_SECRET_HEADER_PARTS = ("token", "secret", "key", "auth")
 # Secrets shorter than this are not replaced on their own: a two-letter
 # password would turn every word containing it into "***". Patterns still apply.
 MIN_SECRET = 4
@@ -117,11 +133,22 @@ def excerpt(data: bytes | str, secrets: Iterable[str] = (), limit: int = 300) ->
 def redact_url(url: str) -> str:
     """``url`` without its user info, query string or fragment, where keys tend to hide.
 
+    A URL without ``//`` (a scheme forgotten: ``bob:pw@host:8080``) is read
+    as a host and path, so its user info goes too.
+
     Example:
         >>> redact_url("http://u:p@127.0.0.1:8080/v2/models/m?key=k#x")
         'http://127.0.0.1:8080/v2/models/m'
+        >>> redact_url("bob:pw@127.0.0.1:8080/v1")
+        '127.0.0.1:8080/v1'
     """
     parts = urlsplit(url)
+    scheme = f"{parts.scheme}://"
+    if not parts.netloc:
+        # Without "//" urlsplit takes "bob:pw@host" for scheme "bob" and a path
+        # holding the password: drop the query and everything up to the last "@".
+        bare = re.split(r"[?#]", url, maxsplit=1)[0].rpartition("@")[2]
+        parts, scheme = urlsplit(f"//{bare}"), ""
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
@@ -129,7 +156,7 @@ def redact_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return f"{scheme}{host}{port}{parts.path}"
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
@@ -149,6 +176,54 @@ def url_secrets(url: str) -> tuple[str, ...]:
         found.append(unquote(parts.username))
     found += [value for _, value in parse_qsl(parts.query) if value]
     return tuple(dict.fromkeys(found))
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a request header's value is a credential, by the header's name.
+
+    ``Authorization``, ``Proxy-Authorization``, ``X-Api-Key``, ``Api-Key`` and
+    any name containing ``token``, ``secret``, ``key`` or ``auth`` (case
+    does not matter). Their values are masked in reprs and scrubbed from
+    every message and dead letter.
+
+    Example:
+        >>> is_secret_header("X-Gateway-Token"), is_secret_header("x-team")
+        (True, False)
+    """
+    lowered = name.lower()
+    return lowered in _SECRET_HEADERS or any(part in lowered for part in _SECRET_HEADER_PARTS)
+
+
+def header_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The credential strings in ``headers``: auth-like headers' values, and what follows a scheme.
+
+    ``Authorization: Bearer abc...`` gives both ``Bearer abc...`` and
+    ``abc...``, so a server echoing the bare token is scrubbed too.
+
+    Example:
+        >>> header_secrets({"x-api-key": "gw-key-123", "Authorization": "Bearer tok-456",
+        ...                 "x-team": "fraud"})
+        ('gw-key-123', 'Bearer tok-456', 'tok-456')
+    """
+    found: list[str] = []
+    for name, value in headers.items():
+        if not value or not is_secret_header(name):
+            continue
+        found.append(value)
+        scheme, _, credential = value.strip().partition(" ")
+        if scheme.isalpha() and credential.strip():
+            found.append(credential.strip())
+    return tuple(dict.fromkeys(found))
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with the values of auth-like headers (:func:`is_secret_header`) masked.
+
+    Example:
+        >>> redact_headers({"x-api-key": "gw-key-123", "x-team": "fraud"})
+        {'x-api-key': '***', 'x-team': 'fraud'}
+    """
+    return {name: MASK if is_secret_header(name) else value for name, value in headers.items()}
 
 
 def secrets_of(provider: object) -> tuple[str, ...]:

@@ -73,6 +73,8 @@ _ALIASES: dict[str, str] = {
     "triton": "kserve",
     "vllm": "openai",
 }
+_POOLED = ("http", "kserve", "openai")
+"""Built-ins that take ``endpoint=[...]`` and ``hedge=`` (for the message that says so)."""
 # Providers registered in code, by name (process-wide, like entry points).
 _REGISTERED: dict[str, ProviderFactory] = {}
 
@@ -138,9 +140,28 @@ def create_provider(settings: ModelSettings, transports: TransportPool) -> Provi
 
     Raises:
         ConfigurationError: unknown provider, a plugin that fails to load, bad
-            option or missing credential.
+            option or missing credential, or several endpoints (or ``hedge=``)
+            for a provider that calls one URL.
     """
-    return provider_factory(settings.provider, model=settings.name)(settings, transports)
+    provider = provider_factory(settings.provider, model=settings.name)(settings, transports)
+    if not getattr(provider, "pooled", False):
+        asked = [
+            what
+            for what, given in (
+                (f"endpoint= with {len(settings.endpoints)} URLs", len(settings.endpoints) > 1),
+                ("hedge=", settings.hedge is not None),
+            )
+            if given
+        ]
+        if asked:
+            raise ConfigurationError(
+                f"model {settings.name!r}: the {settings.provider} provider calls one URL, "
+                f"so {' and '.join(asked)} would be ignored; replica pools and hedging are "
+                f"for the {', '.join(_POOLED)} providers (and their aliases). Give one "
+                "endpoint, and for another region or deployment register a second model "
+                "and name it in fallback="
+            )
+    return provider
 
 
 def provider_factory(name: str, *, model: str = "?") -> ProviderFactory:

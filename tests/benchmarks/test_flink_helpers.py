@@ -250,3 +250,17 @@ def test_parse_setting_names_the_fix() -> None:
         parse_setting("rerank:20:5")
     with pytest.raises(argparse.ArgumentTypeError, match="task:latency_ms:cap"):
         parse_setting("chat:20")
+
+
+def test_each_system_runs_at_its_own_linger_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.flink.run import _linger_text
+
+    for name in ("FLINK_BENCH_PRODUCER_LINGER", "FLINK_BENCH_FLINK_LINGER"):
+        monkeypatch.delenv(name, raising=False)
+    flink = ("FLINK_BENCH_FLINK_LINGER", "Kafka client", "FLINK_BENCH_PRODUCER_LINGER")
+    assert _linger_text("FLINK_BENCH_PRODUCER_LINGER", "Faust") == "0 ms (Faust's default)"
+    assert _linger_text(*flink) == "5 ms (Kafka client's default)"
+    monkeypatch.setenv("FLINK_BENCH_PRODUCER_LINGER", "0.005")  # both at 5 ms
+    assert _linger_text(*flink) == "5 ms (FLINK_BENCH_PRODUCER_LINGER)"
+    monkeypatch.setenv("FLINK_BENCH_FLINK_LINGER", "0")  # Flink's alone
+    assert _linger_text(*flink) == "0 ms (FLINK_BENCH_FLINK_LINGER)"

@@ -5,7 +5,14 @@ import asyncio
 import faust
 import pytest
 
-from faust_inference import InferenceRunner, ModelSettings, RemoteModel, infer, install
+from faust_inference import (
+    ConfigurationError,
+    InferenceRunner,
+    ModelSettings,
+    RemoteModel,
+    infer,
+    install,
+)
 from tests.unit.fakes import FakeClock, FakeProvider
 
 
@@ -119,3 +126,14 @@ async def test_the_preprocessor_may_be_registered_after_the_agent(app):
         await until(lambda: len(seen) == 1)
     assert seen == [10.0]
     await model.aclose()
+
+
+@pytest.mark.parametrize("max_pending", [0, -5, 2.5, True])
+def test_a_bad_max_pending_is_refused_when_decorating(max_pending):
+    with pytest.raises(ConfigurationError, match="max_pending"):
+        infer(fake_model(), max_pending=max_pending)
+
+
+def test_infer_wants_the_registered_model_not_its_name():
+    with pytest.raises(ConfigurationError, match=r"app\.inference\['double'\]"):
+        infer("double")

@@ -34,6 +34,14 @@ def test_register_as_a_decorator_names_the_model_after_its_preprocessor():
     assert churn.prepare({"features": [1.0]}) == [1.0]
 
 
+def test_the_name_may_be_given_as_a_keyword():
+    registry = ModelRegistry()
+    fraud = registry.register(name="fraud", provider="kserve", endpoint="http://127.0.0.1:8080")
+    assert isinstance(fraud, RemoteModel) and registry["fraud"] is fraud
+    with pytest.raises(ConfigurationError, match="must be a string"):
+        registry.register(name=42, provider="kserve", endpoint="http://127.0.0.1:8080")
+
+
 def test_unknown_provider_lists_the_known_ones():
     with pytest.raises(ConfigurationError, match=r"unknown provider 'kservee'.*kserve"):
         ModelRegistry().register("m", provider="kservee", endpoint="http://127.0.0.1:1")

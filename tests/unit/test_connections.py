@@ -4,6 +4,7 @@ import json
 import logging
 
 import pytest
+from pydantic import ValidationError
 
 from faust_inference import (
     ClientError,
@@ -179,3 +180,46 @@ def test_connection_objects_and_provider_from_the_connection():
     assert overridden.settings.endpoint == "http://127.0.0.1:10"
     with pytest.raises(ConfigurationError, match="provider"):
         registry.register("none", connection=Connection(name="bare"))
+
+
+@pytest.mark.parametrize("name", ["x y", "-lead", "a/b"])
+def test_an_unusable_connection_name_says_which_characters_are_allowed(name):
+    with pytest.raises(ConfigurationError) as info:
+        ConnectionStore(environ={}).add(name=name, provider="openai")
+    text = str(info.value)
+    assert f"name: Value error, {name!r} is not a usable connection name" in text
+    assert "letters, digits, '.', '_' or '-', starting with a letter or digit" in text
+
+
+def test_a_validation_error_of_a_connection_never_quotes_its_secrets(monkeypatch):
+    monkeypatch.setenv("TEST_AWS_ID", "AK7q")
+    monkeypatch.setenv("TEST_AWS_SECRET", "sK8r")
+    attempts = [
+        {"endpoint": "ftp://host", "api_key": "k3y9"},
+        {"aws_access_key_id": "AK7q"},  # half a pair
+        {
+            "endpoint": "ftp://host",
+            "aws_access_key_id_env": "TEST_AWS_ID",
+            "aws_secret_access_key_env": "TEST_AWS_SECRET",
+        },
+    ]
+    for fields in attempts:
+        with pytest.raises(ValidationError) as info:  # built directly: pydantic's own error
+            Connection(name="c", **fields)
+        text = str(info.value) + repr(info.value)
+        assert "Value error" in text, fields  # the reason is still given
+        for secret in ("AK7q", "sK8r", "k3y9"):
+            assert secret not in text, (fields, secret)
+
+
+def test_auth_like_header_values_are_masked_in_a_connections_repr():
+    headers = {
+        "x-api-key": "gw-key-4242",
+        "Proxy-Authorization": "Basic cHc6cHc=",
+        "x-team": "fraud",
+    }
+    conn = Connection(name="gw", headers=headers)
+    assert repr(conn) == (
+        "Connection(name='gw', headers={'x-api-key': '***', 'Proxy-Authorization': '***', "
+        "'x-team': 'fraud'})"
+    )

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust_inference.config import ModelSettings
+from faust_inference.connections import Connection
 from faust_inference.exceptions import ConfigurationError
 from faust_inference.providers.auth.sdk import require
 
@@ -133,7 +134,8 @@ def aws_signer(
             credentials = session.get_credentials()
     except Exception as exc:  # botocore's profile and config errors
         raise ConfigurationError(
-            f"model {settings.name!r} ({what}): AWS configuration failed: {type(exc).__name__}"
+            f"model {settings.name!r} ({what}): AWS configuration failed "
+            f"({type(exc).__name__}): {_aws_config_fix(exc, conn)}"
         ) from None
     if not region:
         raise ConfigurationError(
@@ -147,3 +149,50 @@ def aws_signer(
             "chain (AWS_ACCESS_KEY_ID, ~/.aws, a role)"
         )
     return AwsSigner(credentials, service, str(region))
+
+
+_AWS_FILES = (
+    "~/.aws/config or ~/.aws/credentials (or the files named by AWS_CONFIG_FILE / "
+    "AWS_SHARED_CREDENTIALS_FILE)"
+)
+
+
+def _aws_config_fix(exc: Exception, conn: Connection | None) -> str:
+    """What went wrong reading the AWS configuration, by setting, and what to check.
+
+    botocore's own message is not quoted whole (a parse error may quote a
+    line of the credentials file); only the names it carries (a profile,
+    a path, a variable) are, which are not secrets.
+    """
+    said: dict[str, Any] = getattr(exc, "kwargs", None) or {}
+    if conn is not None and conn.aws_profile:
+        profile, source = conn.aws_profile, "from the connection's aws_profile"
+    elif os.environ.get("AWS_PROFILE"):
+        profile, source = os.environ["AWS_PROFILE"], "from AWS_PROFILE"
+    else:
+        profile, source = "default", "neither aws_profile nor AWS_PROFILE is set"
+    name = type(exc).__name__
+    if name == "ProfileNotFound":
+        missing = said.get("profile", profile)
+        via = source if missing == profile else f"used by profile {profile!r}"
+        return (
+            f"the profile {missing!r} ({via}) is not in {_AWS_FILES}: add it there or fix the name"
+        )
+    if name in ("ConfigParseError", "ConfigNotFound"):
+        path = said.get("path", "?")
+        return (
+            f"the AWS config file {str(path)!r} cannot be read: fix it, "
+            "or point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at a valid one"
+        )
+    if name == "PartialCredentialsError":
+        return (
+            f"credentials from {said.get('provider', 'botocore')!r} lack "
+            f"{said.get('cred_var', 'a part')}: give both AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or the connection's aws_access_key_id and "
+            "aws_secret_access_key)"
+        )
+    return (
+        f"check the profile {profile!r} ({source}) in {_AWS_FILES}, the connection's "
+        "aws_profile and region, and the AWS_PROFILE, "
+        "AWS_REGION / AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables"
+    )

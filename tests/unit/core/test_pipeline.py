@@ -3,6 +3,7 @@ import asyncio
 import pytest
 
 from faust_inference import (
+    ConfigurationError,
     Envelope,
     InvalidInput,
     ModelSettings,
@@ -240,3 +241,13 @@ async def test_an_agent_that_raises_on_a_result_dead_letters_it_and_carries_on()
         ("ack", 4),
     ]
     await runner.aclose()
+
+
+@pytest.mark.parametrize("max_pending", [0, -3, 2.5, True])
+def test_a_bad_max_pending_is_a_configuration_error_naming_it(max_pending):
+    runner = runner_for(FakeProvider())
+    with pytest.raises(ConfigurationError) as info:
+        StreamInference(runner, envelopes([]), ack=ACK, max_pending=max_pending)
+    assert f"max_pending must be a whole number of at least 1, got {max_pending!r}" in str(
+        info.value
+    )

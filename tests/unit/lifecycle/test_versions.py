@@ -58,3 +58,39 @@ async def test_bad_versions_are_refused_with_the_fix(fraud):
 def test_a_result_says_which_arm_answered():
     r = InferenceResult(event=1, output=2, model="fraud", version="v2", variant="treatment")
     assert (r.version, r.variant) == ("v2", "treatment")
+
+
+def test_a_version_with_its_own_endpoint_does_not_call_the_models_replicas():
+    from faust_inference.config import ModelSettings
+    from faust_inference.lifecycle.versions import version_settings
+
+    base = ModelSettings(
+        name="fraud", provider="kserve", endpoint=["http://127.0.0.1:9", "http://127.0.0.1:10"]
+    )
+    one = version_settings(base, "v2", {"endpoint": "http://127.0.0.1:11"})
+    assert (one.endpoint, one.endpoints) == ("http://127.0.0.1:11", ())
+    assert one.replica_urls == ("http://127.0.0.1:11",)
+    pooled = version_settings(
+        base, "v3", {"endpoint": ["http://127.0.0.1:12", "http://127.0.0.1:13"]}
+    )
+    assert pooled.replica_urls == ("http://127.0.0.1:12", "http://127.0.0.1:13")
+    # Without an endpoint of its own, a version calls the model's replicas.
+    same = version_settings(base, "v4", {"max_concurrency": 2})
+    assert same.replica_urls == ("http://127.0.0.1:9", "http://127.0.0.1:10")
+
+
+async def test_a_version_keeps_the_connections_credential_object():
+    registry = ModelRegistry()
+    credential = object()  # an SDK credential object (azure-identity, google-auth, botocore)
+    registry.connections.add(
+        name="cloud", provider="openai", endpoint="http://127.0.0.1:9/v1", credentials=credential
+    )
+    model = registry.register("chat", connection="cloud", task="text_generation")
+    try:
+        model.add_version("v2", max_concurrency=2)
+        settings = model.versions.runners["v2"].settings
+        assert settings.connection is model.settings.connection
+        assert settings.connection is not None and settings.connection.credentials is credential
+        assert settings.endpoint == "http://127.0.0.1:9/v1" and settings.max_concurrency == 2
+    finally:
+        await registry.aclose()

@@ -23,6 +23,8 @@ EXPECTED_URLS = {
     "minilm": "http://127.0.0.1:7997/v1/embeddings",
     "summary": "https://api.openai.com/v1/chat/completions",
     "sentiment": "http://127.0.0.1:9000/score",
+    "sentiment-pool": "http://127.0.0.1:9000/score",  # the first replica's
+    "chat-pool": "http://127.0.0.1:8000/v1/chat/completions",
     "summarize": "https://contoso.openai.azure.com/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
     "embed@azure_openai.md": "https://contoso.openai.azure.com/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
     "claude": "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1:0/converse",

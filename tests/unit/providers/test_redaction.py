@@ -28,6 +28,12 @@ from faust_inference.providers import (
     scrub,
     url_secrets,
 )
+from faust_inference.providers.redaction import (
+    MASK,
+    header_secrets,
+    is_secret_header,
+    redact_headers,
+)
 
 _ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "xyXY")
 
@@ -61,6 +67,8 @@ def _shapes() -> list[tuple[str, dict, str, str]]:
     user, password = "svc-user", "pw-" + _random(20, 4)
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     query_key = _random(32, 5)
+    gateway_key = _random(24, 9)
+    proxy_token = _random(30, 10)
     return [
         ("sk", {"key": sk}, f"Incorrect API key provided: {sk}.", sk),
         (
@@ -72,11 +80,29 @@ def _shapes() -> list[tuple[str, dict, str, str]]:
         ("bearer", {"bearer": bearer}, f"Authorization: Bearer {bearer}", bearer),
         ("basic", {"userinfo": f"{user}:{password}"}, f"Authorization: Basic {basic}", basic),
         ("query", {"key": query_key}, f"GET /v1/models?key={query_key}&x=1", query_key),
+        # Keys the user put in headers= (a gateway's): echoed without a label.
+        (
+            "header",
+            {"headers": {"X-Api-Key": gateway_key}},
+            f"gateway rejected {gateway_key}",
+            gateway_key,
+        ),
+        (
+            "header-scheme",
+            {"headers": {"Proxy-Authorization": f"Bearer {proxy_token}"}},
+            f"proxy token {proxy_token} expired",
+            proxy_token,
+        ),
     ]
 
 
 def _endpoint(kwargs: dict, transport: EchoTransport) -> Endpoint:
-    settings = ModelSettings(name="m", provider="http", endpoint="http://127.0.0.1:8080")
+    settings = ModelSettings(
+        name="m",
+        provider="http",
+        endpoint="http://127.0.0.1:8080",
+        headers=kwargs.get("headers", {}),
+    )
     url = "http://127.0.0.1:8080/v1/chat/completions"
     if "userinfo" in kwargs:
         url = f"http://{kwargs['userinfo']}@127.0.0.1:8080/v1/chat/completions"
@@ -182,4 +208,57 @@ async def test_every_provider_tells_its_secrets():
     assert "pw-1234" in found[0] and "sk-abcd1234" in found[1] and "k-12345" in found[2]
     for m in models:
         assert "pw-1234" not in repr(m.runner.provider.endpoint)
+    await registry.aclose()
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("Authorization", True),
+        ("proxy-authorization", True),
+        ("X-API-KEY", True),
+        ("api-key", True),
+        ("X-Gateway-Token", True),
+        ("x-client-secret", True),
+        ("Ocp-Apim-Subscription-Key", True),
+        ("X-Auth-Email", True),
+        ("x-team", False),
+        ("Content-Type", False),
+        ("azureml-model-deployment", False),
+    ],
+)
+def test_auth_like_headers_are_secret_by_name(name, secret):
+    assert is_secret_header(name) is secret
+    assert (redact_headers({name: "v-1234"})[name] == MASK) is secret
+    assert (header_secrets({name: "v-1234"}) == ("v-1234",)) is secret
+
+
+def test_a_header_value_and_its_credential_after_the_scheme_are_both_secrets():
+    assert header_secrets({"Authorization": "Bearer t-5678", "x-key": ""}) == (
+        "Bearer t-5678",
+        "t-5678",
+    )
+
+
+def test_a_url_without_a_scheme_loses_its_userinfo_too():
+    assert redact_url("bob:pw-123@127.0.0.1:8080/v1?key=abc") == "127.0.0.1:8080/v1"
+    assert redact_url("localhost:8080") == "localhost:8080"
+    assert redact_url("ftp://bob:pw-123@h/p") == "ftp://h/p"
+
+
+async def test_header_keys_are_among_the_secrets_every_model_tells():
+    from faust_inference import ModelRegistry
+    from faust_inference.providers import secrets_of
+
+    registry = ModelRegistry()
+    model = registry.register(
+        "h",
+        provider="http",
+        endpoint="http://127.0.0.1:9",
+        headers={"X-Api-Key": "gw-key-2468", "x-team": "fraud"},
+    )
+    found = secrets_of(model.runner.provider)
+    assert "gw-key-2468" in found and "fraud" not in found
+    # What the agent does to a dead letter's error text.
+    assert scrub("401: gateway key gw-key-2468 revoked", found) == "401: gateway key *** revoked"
     await registry.aclose()

@@ -27,7 +27,6 @@ the default version.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -51,8 +50,6 @@ Variant = Literal["default", "control", "treatment", "stable", "canary", "pinned
 """Which arm an event took: ``default`` (no split), ``control`` / ``treatment``
 (the default version's arm / another arm of a split), ``stable`` / ``canary``
 (during a rollout), ``pinned`` (a version chosen in code with ``.version()``)."""
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 HISTORY = 50
 """Changes kept in each model's state, newest last: the audit trail on the topic."""

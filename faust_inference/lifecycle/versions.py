@@ -23,9 +23,9 @@ from pydantic import ValidationError
 
 from faust_inference.app import RemoteModel
 from faust_inference.config import ModelSettings
+from faust_inference.connections import usable_name
 from faust_inference.core.runner import InferenceRunner
 from faust_inference.exceptions import ConfigurationError
-from faust_inference.lifecycle.routing import _NAME_RE
 
 __all__ = ["SHADOW_BATCH_WAIT", "ModelVersions", "PinnedVersion", "label", "version_settings"]
 
@@ -58,11 +58,10 @@ def version_settings(base: ModelSettings, version: str, overrides: dict[str, Any
     Raises:
         ConfigurationError: an invalid setting, naming the version and the field.
     """
-    if not _NAME_RE.match(version):
-        raise ConfigurationError(
-            f"model {base.name!r}: {version!r} is not a usable version name: "
-            "use letters, digits, '.', '_' or '-'"
-        )
+    try:
+        usable_name(version, "version")
+    except ValueError as exc:
+        raise ConfigurationError(f"model {base.name!r}: {exc}") from None
     fields = set(ModelSettings.model_fields)
     bad = sorted(set(overrides) & _NOT_PER_VERSION)
     if bad:

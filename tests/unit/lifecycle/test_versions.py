@@ -53,6 +53,8 @@ async def test_bad_versions_are_refused_with_the_fix(fraud):
         fraud.add_version("v2", max_concurrency=0)
     with pytest.raises(ConfigurationError, match="no version 'v3'; registered: v1"):
         fraud.version("v3")
+    with pytest.raises(ConfigurationError, match="'v 2' is not a usable version name: use"):
+        fraud.add_version("v 2")
 
 
 def test_a_result_says_which_arm_answered():

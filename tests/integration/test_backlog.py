@@ -54,8 +54,12 @@ async def test_a_backlog_is_sent_in_full_batches_and_a_trickle_is_not_held(
     requests = total(behind, "faust_inference_batch_size_count", model="model")
     sent = total(behind, "faust_inference_batch_size_sum", model="model")
     assert sent >= BACKLOG
-    # Full batches but for a few at the partitions' ends (4 partitions).
-    assert requests <= BACKLOG / 40, f"{requests:.0f} requests: {sent / requests:.1f} per batch"
+    # Full batches but for a few at the partitions' ends (4 partitions) and a few
+    # sent early when the worker stalled longer than batch_timeout: 29 requests on a
+    # quiet machine, 40 once under the whole suite's load in CI. Without the rule, 69
+    # (measured with it disabled): a batch gets at most 28 events in its 20 ms at the
+    # fastest read rate above, so at least 54 requests.
+    assert requests <= BACKLOG / 30, f"{requests:.0f} requests: {sent / requests:.1f} per batch"
     trickle_requests = total(after, "faust_inference_batch_size_count", model="model") - requests
     trickle_sent = total(after, "faust_inference_batch_size_sum", model="model") - sent
     # Caught up, each event goes out alone instead of waiting for company.

@@ -95,3 +95,39 @@ async def test_hedged_requests_go_around_a_stalling_replica(kafka, tmp_path):
     assert sent - answered >= stalled * 0.8
     slow = stats["slow"]
     assert slow.by_status[200] - slow.by_route[READY] < slow.by_route[INFER] - stalled * 0.8
+
+
+async def test_an_openai_compatible_model_on_replicas_spreads_and_ejects(kafka, tmp_path):
+    """The same pool behind the openai provider: several vLLM-like servers, one broken."""
+    async with (
+        FakeEndpoint(latency=0.01, dim=4) as a,
+        FakeEndpoint(latency=0.01, dim=4) as b,
+        FakeEndpoint(latency=0.01, dim=4, error_rate=1.0) as broken,
+    ):
+        env = {
+            **scoring_topics(kafka),
+            "KAFKA_BROKER": kafka.url,
+            "MODEL_PROVIDER": "openai",
+            "MODEL_TASK": "embedding",
+            "MODEL_REMOTE_NAME": "fake-model",
+            "MODEL_URLS": json.dumps([f"{ep.url}/v1" for ep in (a, b, broken)]),
+            "BATCH_SIZE": "1",
+            "MAX_CONCURRENCY": "8",
+            "MODEL_OPTIONS": json.dumps({"replicas": {"failures": 3, "eject_time": 60}}),
+        }
+        events = [{"id": f"t{i:04d}", "x": f"sentence {i}"} for i in range(300)]
+        worker = Worker("tests.integration.apps.scoring", env, tmp_path).start()
+        try:
+            async with Collector(kafka.bootstrap, env["OUT_TOPIC"], env["DLQ_TOPIC"]) as seen:
+                await produce(kafka.bootstrap, env["IN_TOPIC"], events, key=lambda e: e["id"])
+                out, dlq = seen.records[env["OUT_TOPIC"]], seen.records[env["DLQ_TOPIC"]]
+                await seen.wait_for(lambda: len(out) + len(dlq) >= 300, 90, workers=[worker])
+        finally:
+            worker.stop()
+        embed = "/v1/embeddings"
+        served = [ep.stats.by_route[embed] for ep in (a, b)]
+        refused = broken.stats.by_route[embed]
+    assert not dlq and {r["id"] for r in out} == {e["id"] for e in events}
+    assert all(len(r["output"]) == 4 for r in out)
+    assert sum(served) == 300 and min(served) > 0.3 * 300, served
+    assert 3 <= refused <= 3 + 8, refused

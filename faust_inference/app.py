@@ -115,6 +115,23 @@ class RemoteModel:
         self._preprocess = fun
         return fun
 
+    def __call__(self, fun: Callable[[Any], Any]) -> RemoteModel:
+        """``@app.model(name="fraud", ...)`` above a function: it becomes the preprocessor.
+
+        A model is not called to predict (``await model.predict(x)`` does);
+        anything but a function here is refused with that hint.
+
+        Raises:
+            TypeError: ``fun`` is not callable.
+        """
+        if not callable(fun):
+            raise TypeError(
+                f"model {self.name!r} decorates a preprocessor when called; to infer, "
+                f"write 'await model.predict(value)' (got {type(fun).__name__})"
+            )
+        self.preprocess(fun)
+        return self
+
     @property
     def preprocessor(self) -> Callable[[Any], Any] | None:
         """The registered preprocessor, if any."""

@@ -42,6 +42,19 @@ def test_the_name_may_be_given_as_a_keyword():
         registry.register(name=42, provider="kserve", endpoint="http://127.0.0.1:8080")
 
 
+def test_a_named_registration_may_decorate_its_preprocessor():
+    registry = ModelRegistry()
+
+    @registry.register(name="churn", provider="kserve", endpoint="http://127.0.0.1:8080")
+    def features(customer):
+        return customer["features"]
+
+    assert isinstance(features, RemoteModel) and features is registry["churn"]
+    assert features.prepare({"features": [1.0]}) == [1.0]
+    with pytest.raises(TypeError, match=r"await model\.predict"):
+        features([1.0])
+
+
 def test_unknown_provider_lists_the_known_ones():
     with pytest.raises(ConfigurationError, match=r"unknown provider 'kservee'.*kserve"):
         ModelRegistry().register("m", provider="kservee", endpoint="http://127.0.0.1:1")

@@ -70,13 +70,19 @@ async def wait_applied(workers: list[Worker], revision: int, timeout: float = 30
 async def both_working(
     bootstrap: str, seen: Collector, env: dict[str, str], workers: list[Worker]
 ) -> None:
-    """Feed warm-up events until both workers have answered some (the group has settled)."""
+    """Feed warm-up events until every running worker has answered some (the group has settled).
+
+    The running workers' own pids, not any two: after a restart, the stopped
+    worker's answers are still in ``out``, and a new worker that has not yet
+    joined must not count (events sent then would meet its rebalance).
+    """
     out = seen.records[env["OUT_TOPIC"]]
+    pids = {w.pid for w in workers}
     for round_ in range(40):
         warm = [{"id": f"warm{round_}-{i}", "x": [0.1 * (i % 10)] * 10} for i in range(40)]
         await produce(bootstrap, env["IN_TOPIC"], warm, key=lambda e: e["id"])
         await asyncio.sleep(1.0)
-        if len({r["pid"] for r in out}) >= 2:
+        if pids <= {r["pid"] for r in out}:
             return
         for w in workers:
             w.assert_alive()

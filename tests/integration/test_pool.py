@@ -20,8 +20,12 @@ def _events(n):
     return [{"id": f"e{i:05d}", "x": [[0.1 * (i % 7), 0.2]]} for i in range(n)]
 
 
-async def _score(kafka, tmp_path, urls, n, **options):
-    """Run one worker over ``n`` events with the model on ``urls``; (outputs, dead letters)."""
+async def _score(kafka, tmp_path, urls, n, *, events=None, model_env=None, **options):
+    """Run one worker over ``n`` events with the model on ``urls``; (outputs, dead letters).
+
+    By default a kserve model over ``_events(n)``; ``model_env`` overrides the
+    scoring app's model variables (another provider), ``events`` the events.
+    """
     env = {
         **scoring_topics(kafka),
         "KAFKA_BROKER": kafka.url,
@@ -29,11 +33,13 @@ async def _score(kafka, tmp_path, urls, n, **options):
         "BATCH_SIZE": "1",
         "MAX_CONCURRENCY": "8",
         "MODEL_OPTIONS": json.dumps({"input_name": "x", **options}),
+        **(model_env or {}),
     }
+    events = _events(n) if events is None else events
     worker = Worker("tests.integration.apps.scoring", env, tmp_path).start()
     try:
         async with Collector(kafka.bootstrap, env["OUT_TOPIC"], env["DLQ_TOPIC"]) as seen:
-            await produce(kafka.bootstrap, env["IN_TOPIC"], _events(n), key=lambda e: e["id"])
+            await produce(kafka.bootstrap, env["IN_TOPIC"], events, key=lambda e: e["id"])
             out, dlq = seen.records[env["OUT_TOPIC"]], seen.records[env["DLQ_TOPIC"]]
             await seen.wait_for(lambda: len(out) + len(dlq) >= n, 90, workers=[worker])
     finally:
@@ -104,26 +110,20 @@ async def test_an_openai_compatible_model_on_replicas_spreads_and_ejects(kafka, 
         FakeEndpoint(latency=0.01, dim=4) as b,
         FakeEndpoint(latency=0.01, dim=4, error_rate=1.0) as broken,
     ):
-        env = {
-            **scoring_topics(kafka),
-            "KAFKA_BROKER": kafka.url,
-            "MODEL_PROVIDER": "openai",
-            "MODEL_TASK": "embedding",
-            "MODEL_REMOTE_NAME": "fake-model",
-            "MODEL_URLS": json.dumps([f"{ep.url}/v1" for ep in (a, b, broken)]),
-            "BATCH_SIZE": "1",
-            "MAX_CONCURRENCY": "8",
-            "MODEL_OPTIONS": json.dumps({"replicas": {"failures": 3, "eject_time": 60}}),
-        }
         events = [{"id": f"t{i:04d}", "x": f"sentence {i}"} for i in range(300)]
-        worker = Worker("tests.integration.apps.scoring", env, tmp_path).start()
-        try:
-            async with Collector(kafka.bootstrap, env["OUT_TOPIC"], env["DLQ_TOPIC"]) as seen:
-                await produce(kafka.bootstrap, env["IN_TOPIC"], events, key=lambda e: e["id"])
-                out, dlq = seen.records[env["OUT_TOPIC"]], seen.records[env["DLQ_TOPIC"]]
-                await seen.wait_for(lambda: len(out) + len(dlq) >= 300, 90, workers=[worker])
-        finally:
-            worker.stop()
+        out, dlq = await _score(
+            kafka,
+            tmp_path,
+            [f"{ep.url}/v1" for ep in (a, b, broken)],
+            300,
+            events=events,
+            model_env={
+                "MODEL_PROVIDER": "openai",
+                "MODEL_TASK": "embedding",
+                "MODEL_REMOTE_NAME": "fake-model",
+                "MODEL_OPTIONS": json.dumps({"replicas": {"failures": 3, "eject_time": 60}}),
+            },
+        )
         embed = "/v1/embeddings"
         served = [ep.stats.by_route[embed] for ep in (a, b)]
         refused = broken.stats.by_route[embed]
